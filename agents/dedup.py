@@ -1,0 +1,104 @@
+"""The dedup agent: raw topic -> clean topic, each event version once; bad records -> dead letters."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from typing import Any
+
+from faust.types import EventT, StreamT
+
+from streams import events, logs, metrics
+from streams.application import app
+from streams.dedup import Seen, decide
+from streams.records import CleanEvent, DeadLetter
+from streams.tables.dedup import recall, remember
+from streams.topics import clean_topic, dead_letter_topic, raw_topic
+
+log = logging.getLogger("streams.dedup")
+
+
+def dead_letter(stage: str, reason: str, detail: str, event: EventT) -> DeadLetter:
+    message = event.message
+    raw = message.value if isinstance(message.value, bytes) else b""
+    try:
+        original, encoding = raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        original, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+    key = message.key
+    return DeadLetter(
+        stage=stage,
+        reason=reason,
+        detail=detail[:2000],
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        original=original,
+        encoding=encoding,
+        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
+    )
+
+
+async def reject(stage: str, reason: str, detail: str, event: EventT) -> None:
+    letter = dead_letter(stage, reason, detail, event)
+    await dead_letter_topic.send(key=event.message.key, value=letter)
+    metrics.EVENTS_REJECTED.labels(stage=stage, reason=reason).inc()
+    logs.warning(
+        log,
+        "record_rejected",
+        stage=stage,
+        reason=reason,
+        topic=letter.topic,
+        partition=letter.partition,
+        offset=letter.offset,
+        detail=detail[:200],
+    )
+
+
+def to_clean(event: dict[str, Any], occurrences: int) -> CleanEvent:
+    uid, resource_version = events.identity(event)
+    when = events.event_time(event)
+    summary = events.summary(event)
+    return CleanEvent(
+        uid=uid,
+        resource_version=resource_version,
+        occurrences=occurrences,
+        time=when.timestamp() if when else 0.0,
+        namespace=summary.namespace,
+        type=summary.type,
+        reason=summary.reason,
+        kind=summary.kind,
+        event=events.strip_managed_fields(event),
+    )
+
+
+async def process(event: EventT) -> None:
+    try:
+        body = events.decode(event.message.value)
+    except events.RejectedRecord as exc:
+        await reject("dedup", exc.reason, exc.detail, event)
+        return
+    if events.event_time(body) is None:
+        await reject("dedup", "no_event_time", "none of the time fields parses as RFC 3339", event)
+        return
+    uid, resource_version = events.identity(body)
+    count = events.occurrence_count(body)
+    decision = decide(recall(uid), resource_version, count)
+    if not decision.deliver:
+        metrics.DEDUP_DROPPED.labels(verdict=decision.verdict).inc()
+        return
+    clean = to_clean(body, decision.occurrences)
+    # Sent before the table remembers it, so a crash in between repeats the version (harmless:
+    # same document id) rather than losing it.
+    await clean_topic.send(key=uid.encode(), value=clean, force=True)
+    remember(uid, Seen(resource_version, count))
+    labels = {"type": metrics.event_type_label(clean.type), "namespace": metrics.namespace_label(clean.namespace)}
+    metrics.DEDUP_DELIVERED.labels(**labels).inc()
+    if decision.occurrences:
+        metrics.OCCURRENCES.labels(**labels).inc(decision.occurrences)
+
+
+@app.agent(raw_topic)
+async def dedup(stream: StreamT[bytes]) -> None:
+    async for event in stream.events():
+        await process(event)

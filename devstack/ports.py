@@ -1,0 +1,31 @@
+"""The loopback ports of the local stack, away from the servers' defaults so a developer's own
+Kafka or Elasticsearch on the usual ports does not collide. Each can be moved with
+``DEVSTACK_PORT_<NAME>`` (for example ``DEVSTACK_PORT_KAFKA=39092``)."""
+
+from __future__ import annotations
+
+import os
+
+_DEFAULTS = {
+    "KAFKA": 29092,
+    "KAFKA_CONTROLLER": 29093,
+    "ELASTICSEARCH": 29200,
+    "ELASTICSEARCH_TRANSPORT": 29300,
+    "OPENSEARCH": 29201,
+    "OPENSEARCH_TRANSPORT": 29301,
+    "ETCD": 22379,
+    "ETCD_PEER": 22380,
+    "KUBE_APISERVER": 26443,
+    "KUBE_CONTROLLER_MANAGER": 20257,
+    "KUBE_SCHEDULER": 20259,
+    "KWOK": 20247,
+}
+
+
+def port(name: str) -> int:
+    value = os.environ.get(f"DEVSTACK_PORT_{name}")
+    if value is None:
+        return _DEFAULTS[name]
+    if not value.isdigit() or not 0 < int(value) < 65536:
+        raise ValueError(f"DEVSTACK_PORT_{name}={value!r} is not a TCP port")
+    return int(value)

@@ -1,0 +1,68 @@
+"""The Faust app: settings validated, topics declared, agents and views discovered.
+
+``faust -A streams worker`` and the ``event-collector`` console script both land here.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import faust
+from faust.transport.drivers import aiokafka as aiokafka_driver
+
+from streams import logs
+from streams.settings import Settings, SettingsError
+
+log = logging.getLogger("streams")
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; on any invalid value, say which and exit with status 2."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        print(f"k8s-event-streams: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+class _IdempotentProducer(aiokafka_driver.Producer):  # type: ignore[misc]
+    # Faust turns idempotence on only inside transactions; a retried produce must not duplicate a
+    # record on the raw topic either.
+    def _settings_extra(self) -> dict[str, object]:
+        return {**super()._settings_extra(), "enable_idempotence": True}
+
+
+class _Transport(aiokafka_driver.Transport):  # type: ignore[misc]
+    Producer = _IdempotentProducer
+
+
+class App(faust.App):  # type: ignore[misc]
+    """Faust's app with an idempotent producer."""
+
+    def _new_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_consumer, self)
+
+    def _new_producer_transport(self) -> _Transport:
+        return _Transport(self.conf.broker_producer, self)
+
+
+settings = load_settings()
+
+app = App(
+    settings.app_id,
+    broker=list(settings.brokers),
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    datadir=str(settings.data_dir),
+    topic_partitions=settings.topic_partitions,
+    topic_replication_factor=settings.topic_replicas,
+    # Every write waits for all in-sync replicas.
+    producer_acks=-1,
+    # Windowed tables drop closed windows on this period (wall clock).
+    table_cleanup_interval=30.0,
+    autodiscover=["streams.agents", "streams.tables", "streams.web"],
+    web_enabled=True,
+)
+
+logs.info(log, "settings_loaded", **settings.describe())

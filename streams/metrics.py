@@ -1,0 +1,137 @@
+"""Prometheus metrics of the worker, in one registry served at ``/metrics``.
+
+Names carry units and ``_total`` on counters. Labels are bounded: a namespace label keeps the first
+:data:`MAX_NAMESPACE_LABELS` namespaces it sees and folds the rest into ``_other``, so a cluster
+with ten thousand namespaces cannot blow up the scrape.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+MAX_NAMESPACE_LABELS = 50
+OTHER = "_other"
+
+_LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
+_BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class BoundedLabel:
+    """Maps an open set of values onto at most ``limit`` label values plus ``_other``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._kept: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._kept:
+            return value
+        with self._lock:
+            if len(self._kept) < self._limit:
+                self._kept.add(value)
+                return value
+        return OTHER
+
+
+namespace_label = BoundedLabel(MAX_NAMESPACE_LABELS)
+
+
+def event_type_label(value: str) -> str:
+    return value if value in ("Normal", "Warning") else OTHER
+
+
+EVENTS_INGESTED = Counter(
+    "k8sev_events_ingested_total",
+    "Event versions written to the raw topic by the watch",
+    ["type", "namespace"],
+    registry=REGISTRY,
+)
+EVENTS_FILTERED = Counter(
+    "k8sev_events_filtered_total",
+    "Event versions the watch saw but the configured filters dropped",
+    ["filter"],
+    registry=REGISTRY,
+)
+WATCH_DELETIONS = Counter(
+    "k8sev_watch_deleted_total",
+    "DELETED notifications (events expiring from the API server); not occurrences, not forwarded",
+    registry=REGISTRY,
+)
+DEDUP_DROPPED = Counter(
+    "k8sev_dedup_dropped_total",
+    "Raw records dropped by dedup: a version already delivered, or older",
+    ["verdict"],
+    registry=REGISTRY,
+)
+DEDUP_DELIVERED = Counter(
+    "k8sev_dedup_delivered_total",
+    "New event versions dedup forwarded to the clean topic",
+    ["type", "namespace"],
+    registry=REGISTRY,
+)
+OCCURRENCES = Counter(
+    "k8sev_event_occurrences_total",
+    "Occurrences counted (growth of count/series.count)",
+    ["type", "namespace"],
+    registry=REGISTRY,
+)
+EVENTS_INDEXED = Counter(
+    "k8sev_events_indexed_total",
+    "Documents the search engine acknowledged",
+    ["type", "namespace"],
+    registry=REGISTRY,
+)
+EVENTS_REJECTED = Counter(
+    "k8sev_events_rejected_total",
+    "Records sent to the dead-letter topic",
+    ["stage", "reason"],
+    registry=REGISTRY,
+)
+WATCH_RESTARTS = Counter(
+    "k8sev_watch_restarts_total",
+    "WATCH requests re-opened, by cause",
+    ["cause"],
+    registry=REGISTRY,
+)
+WATCH_RELISTS = Counter(
+    "k8sev_watch_relists_total",
+    "Full paginated LISTs (at start and after 410 Gone)",
+    registry=REGISTRY,
+)
+WATCH_UP = Gauge(
+    "k8sev_watch_up",
+    "1 while this worker's watch is connected and streaming",
+    registry=REGISTRY,
+)
+INGEST_LAG = Histogram(
+    "k8sev_ingest_lag_seconds",
+    "Now minus the event's own time, when the watch hands it to Kafka",
+    buckets=_LAG_BUCKETS,
+    registry=REGISTRY,
+)
+BULK_DURATION = Histogram(
+    "k8sev_bulk_request_duration_seconds",
+    "Duration of one bulk request to the search engine",
+    buckets=_BULK_BUCKETS,
+    registry=REGISTRY,
+)
+BULK_RETRIES = Counter(
+    "k8sev_bulk_retries_total",
+    "Bulk requests or items retried, by cause",
+    ["cause"],
+    registry=REGISTRY,
+)
+SEARCH_UP = Gauge(
+    "k8sev_search_up",
+    "1 while the last request to the search engine succeeded",
+    registry=REGISTRY,
+)
+INDICES_DELETED = Counter(
+    "k8sev_retention_indices_deleted_total",
+    "Daily indices deleted by retention",
+    registry=REGISTRY,
+)

@@ -1,0 +1,163 @@
+"""One interface over Elasticsearch and OpenSearch, each through its own official async client.
+
+The Elasticsearch client refuses to talk to OpenSearch (its product check), so the engine is a
+setting. Everything the worker does with a search engine goes through :class:`SearchClient`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from streams.settings import Settings
+
+TEMPLATE_NAME_SUFFIX = "-template"
+
+_KEYWORD = {"type": "keyword", "ignore_above": 1024}
+_DATE = {"type": "date"}
+_OBJECT_REF = {
+    "properties": {
+        name: _KEYWORD for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
+    }
+}
+
+
+def index_template(settings: Settings) -> dict[str, Any]:
+    """The composable index template of the daily indices ``<prefix>-*``."""
+    return {
+        "index_patterns": [f"{settings.index_prefix}-*"],
+        "priority": 200,
+        "_meta": {"managed_by": "k8s-event-streams"},
+        "template": {
+            "settings": {
+                "number_of_shards": 1,
+                "number_of_replicas": settings.index_replicas,
+                "refresh_interval": settings.index_refresh_interval,
+            },
+            "mappings": {
+                # Fields the API adds later still get indexed, as keywords rather than full text.
+                "dynamic_templates": [
+                    {"strings_as_keywords": {"match_mapping_type": "string", "mapping": _KEYWORD}},
+                ],
+                "properties": {
+                    "@timestamp": _DATE,
+                    "cluster": _KEYWORD,
+                    "kind": _KEYWORD,
+                    "apiVersion": _KEYWORD,
+                    "metadata": {
+                        "properties": {
+                            "name": _KEYWORD,
+                            "namespace": _KEYWORD,
+                            "uid": _KEYWORD,
+                            "resourceVersion": _KEYWORD,
+                            "creationTimestamp": _DATE,
+                            "deletionTimestamp": _DATE,
+                            # Arbitrary keys would grow the mapping without bound: kept, not indexed.
+                            "labels": {"type": "object", "enabled": False},
+                            "annotations": {"type": "object", "enabled": False},
+                        }
+                    },
+                    "involvedObject": _OBJECT_REF,
+                    "related": _OBJECT_REF,
+                    "reason": _KEYWORD,
+                    "type": _KEYWORD,
+                    "action": _KEYWORD,
+                    "message": {
+                        "type": "text",
+                        # Keyword terms are capped at 32766 bytes; longer messages stay searchable as text.
+                        "fields": {"keyword": {"type": "keyword", "ignore_above": 8191}},
+                    },
+                    "source": {"properties": {"component": _KEYWORD, "host": _KEYWORD}},
+                    "reportingComponent": _KEYWORD,
+                    "reportingInstance": _KEYWORD,
+                    "firstTimestamp": _DATE,
+                    "lastTimestamp": _DATE,
+                    "eventTime": _DATE,
+                    "count": {"type": "long"},
+                    "series": {"properties": {"count": {"type": "long"}, "lastObservedTime": _DATE}},
+                },
+            },
+        },
+    }
+
+
+def template_name(settings: Settings) -> str:
+    return settings.index_prefix + TEMPLATE_NAME_SUFFIX
+
+
+class SearchClient:
+    """The calls the worker makes, identical for both engines."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = settings.search_engine
+        self._client = _new_client(settings)
+
+    @property
+    def raw(self) -> Any:
+        """The engine's own client, for what this interface does not cover (tests, tools)."""
+        return self._client
+
+    async def close(self) -> None:
+        await self._client.close()
+
+    async def healthy(self) -> bool:
+        # GET / is not served by every build (a node assembled without the rest-root module);
+        # cluster health is, on both engines.
+        health = await self._client.cluster.health(timeout="5s")
+        return health.get("status") in ("green", "yellow")
+
+    async def put_index_template(self, name: str, body: Mapping[str, Any]) -> None:
+        await self._client.indices.put_index_template(name=name, body=dict(body))
+
+    async def bulk(self, operations: Sequence[Mapping[str, Any]], refresh: bool = False) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"body": list(operations)}
+        if refresh:
+            kwargs["refresh"] = "true"
+        response = await self._client.bulk(**kwargs)
+        return dict(response.body if hasattr(response, "body") else response)
+
+    async def indices(self, pattern: str) -> list[str]:
+        response = await self._client.indices.get(index=pattern, expand_wildcards="open,closed", allow_no_indices=True)
+        body = response.body if hasattr(response, "body") else response
+        return sorted(body)
+
+    async def delete_index(self, name: str) -> None:
+        await self._client.indices.delete(index=name)
+
+
+def _new_client(settings: Settings) -> Any:
+    common: dict[str, Any] = {"request_timeout": 30}
+    if settings.es_ca_certs is not None:
+        common["ca_certs"] = str(settings.es_ca_certs)
+    auth: dict[str, Any] = {}
+    if settings.es_username:
+        auth["http_auth" if settings.search_engine == "opensearch" else "basic_auth"] = (
+            settings.es_username,
+            settings.es_password,
+        )
+    if settings.search_engine == "opensearch":
+        from opensearchpy import AsyncOpenSearch
+
+        if settings.es_api_key:
+            common["headers"] = {"Authorization": f"ApiKey {settings.es_api_key}"}
+        return AsyncOpenSearch(
+            hosts=list(settings.es_urls), timeout=common.pop("request_timeout"), max_retries=0, **common, **auth
+        )
+    from elasticsearch import AsyncElasticsearch
+
+    if settings.es_api_key:
+        auth["api_key"] = settings.es_api_key
+    # Retries are the sink's job (it backs off without bound and never acks a failed batch).
+    return AsyncElasticsearch(hosts=list(settings.es_urls), max_retries=0, **common, **auth)
+
+
+_DAILY = re.compile(r"^(?P<prefix>.+)-(?P<date>\d{4}\.\d{2}\.\d{2})$")
+
+
+def index_date(name: str, prefix: str) -> str | None:
+    """``YYYY.MM.dd`` of a daily index of ``prefix``, or None for any other index."""
+    match = _DAILY.match(name)
+    if not match or match.group("prefix") != prefix:
+        return None
+    return match.group("date")

@@ -1,0 +1,6 @@
+pytest_plugins = [
+    "tests.fixtures.stack",
+    "tests.fixtures.kafka",
+    "tests.fixtures.search",
+    "tests.fixtures.kube",
+]
