@@ -65,4 +65,7 @@ app = App(
     web_enabled=True,
 )
 
-logs.info(log, "settings_loaded", **settings.describe())
+@app.task
+async def announce_settings() -> None:
+    # At start-up rather than import: Faust sets up logging only when the worker starts.
+    logs.info(log, "settings_loaded", **settings.describe())

@@ -26,7 +26,7 @@ def expired(names: list[str], prefix: str, days: int, today: date) -> list[str]:
             day = datetime.strptime(stamp, "%Y.%m.%d").replace(tzinfo=UTC).date()
         except ValueError:
             continue
-        if day < cutoff:
+        if day <= cutoff:
             out.append(name)
     return sorted(out)
 

@@ -114,6 +114,11 @@ def _redact(url: str) -> str:
     return url
 
 
+def _redact_all(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` in it masked."""
+    return ",".join(_redact(part) for part in text.split(","))
+
+
 def _topic(text: str) -> str:
     if not _TOPIC.match(text) or text in (".", ".."):
         raise ValueError(f"{text!r} is not a legal Kafka topic name ([A-Za-z0-9._-], at most 249)")
@@ -233,7 +238,7 @@ class Settings:
             try:
                 values[f.name] = f.metadata["parse"](text)
             except ValueError as exc:
-                shown = "***" if f.metadata["secret"] else repr(text)
+                shown = "***" if f.metadata["secret"] else repr(_redact_all(text))
                 problems.append(f"{var}={shown}: {exc}")
         if not problems:
             problems.extend(_cross_checks(values))

@@ -193,9 +193,19 @@ READINESS.set("search", False, "not probed yet")
 _search: SearchClient | None = None
 
 
-@app.timer(interval=10.0)
+PROBE_INTERVAL = 5.0
+
+
+@app.task
+async def probe_peers() -> None:
+    """Keep the Kafka and search-engine checks of /readyz current, from start-up on."""
+    while not app.should_stop:
+        await asyncio.gather(probe_kafka(), probe_search())
+        await asyncio.sleep(PROBE_INTERVAL)
+
+
 async def probe_search() -> None:
-    """Search engine reachability for /readyz, also while no batch is flowing."""
+    """Search engine reachability, also while no batch is flowing."""
     global _search
     if _search is None:
         _search = SearchClient(settings)
@@ -207,9 +217,8 @@ async def probe_search() -> None:
     READINESS.set("search", ok, settings.search_engine if ok else "cluster health red")
 
 
-@app.timer(interval=10.0)
 async def probe_kafka() -> None:
-    """Kafka reachability for /readyz: a metadata round trip through the worker's own producer."""
+    """Kafka reachability: a metadata round trip through the worker's own producer."""
     try:
         producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
         await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=5)

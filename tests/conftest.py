@@ -3,4 +3,5 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.search",
     "tests.fixtures.kube",
+    "tests.fixtures.worker",
 ]

@@ -1,0 +1,93 @@
+"""Settings from the environment: defaults, every problem named at once, secrets never shown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams.settings import Settings, SettingsError, parse_duration
+
+
+def test_defaults_match_the_seed() -> None:
+    settings = Settings.from_env({})
+    assert settings.raw_topic == "k8s-event"
+    assert settings.index_prefix == "k8s-event"
+    assert settings.brokers == ("kafka://localhost:9092",)
+    assert settings.dedup_horizon == 7200
+    assert settings.kubeconfig is None
+
+
+def test_seed_style_broker_lists_are_accepted() -> None:
+    settings = Settings.from_env({"K8SEV_BROKER": "10.0.7.14:9092, kafka://10.0.7.15:9093"})
+    assert settings.brokers == ("kafka://10.0.7.14:9092", "kafka://10.0.7.15:9093")
+
+
+def test_every_bad_value_is_named_in_one_error(tmp_path: Path) -> None:
+    env = {
+        "K8SEV_TOPIC": "has space",
+        "K8SEV_BROKER": "localhost",
+        "K8SEV_ES_URL": "localhost:9200",
+        "K8SEV_BULK_SIZE": "-1",
+        "K8SEV_DEDUP_HORIZON": "forever",
+        "K8SEV_KUBECONFIG": str(tmp_path / "missing"),
+        "K8SEV_EVENT_TYPES": "Normal,Error",
+        "K8SEV_WEB_PORT": "70000",
+        "K8SEV_INGEST": "maybe",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    named = {problem.split("=", 1)[0] for problem in caught.value.problems}
+    assert named == set(env)
+
+
+def test_cross_checks() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "K8SEV_CLEAN_TOPIC": "k8s-event",
+                "K8SEV_INCLUDE_REASONS": "BackOff",
+                "K8SEV_EXCLUDE_REASONS": "BackOff",
+                "K8SEV_ES_PASSWORD": "hunter2",
+            }
+        )
+    text = str(caught.value)
+    assert "must differ" in text and "both name BackOff" in text and "ES_USERNAME is empty" in text
+    assert "hunter2" not in text
+
+
+def test_secrets_are_masked_in_errors_and_descriptions() -> None:
+    settings = Settings.from_env({"K8SEV_ES_USERNAME": "elastic", "K8SEV_ES_PASSWORD": "hunter2"})
+    assert "hunter2" not in str(settings.describe())
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_ES_URL": "https://elastic:hunter2@es:9200"})
+    assert "hunter2" not in str(caught.value)
+
+
+def test_kubeconfig_falls_back_to_the_kubeconfig_variable(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text("apiVersion: v1\n")
+    assert Settings.from_env({"KUBECONFIG": f"{config}:/other"}).kubeconfig == config
+
+
+def test_documentation_lists_every_setting() -> None:
+    rows = Settings.documentation()
+    assert len(rows) == len({r[0] for r in rows})
+    assert all(var.startswith("K8SEV_") and doc for var, _, doc in rows)
+
+
+@given(st.integers(min_value=0, max_value=10**9), st.sampled_from(["ms", "s", "m", "h", "d", ""]))
+def test_durations(amount: int, unit: str) -> None:
+    factor = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "": 1}[unit]
+    assert parse_duration(f"{amount}{unit}") == pytest.approx(amount * factor)
+
+
+@given(st.text())
+def test_durations_reject_or_parse_never_crash(text: str) -> None:
+    try:
+        value = parse_duration(text)
+    except ValueError:
+        return
+    assert value >= 0
