@@ -280,3 +280,15 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
     if values["es_api_key"] and values["es_username"]:
         problems.append(f"{PREFIX}ES_API_KEY and {PREFIX}ES_USERNAME are exclusive: choose one way to authenticate")
     return problems
+
+
+def markdown_table() -> str:
+    """The settings table of docs/configuration.md (a test keeps the two identical)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for variable, default, doc in Settings.documentation():
+        rows.append(f"| `{variable}` | {f'`{default}`' if default else '(empty)'} | {doc} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -1,0 +1,191 @@
+"""The whole pipeline on the real stack: API server -> Kafka -> worker -> Elasticsearch, views, metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from elasticsearch import Elasticsearch
+from kubernetes import client
+
+from streams import events
+from tests.e2e.helpers import create_event, documents, identity, metric, repeat_event, wait_for
+from tests.fixtures.stack import unique_name
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e, pytest.mark.slow]
+
+
+def counts_total(worker: Any, namespace: str, window: str, extra: str = "") -> int:
+    # An hour (or minute) boundary may fall inside the test: add the window before.
+    total = 0
+    for ago in (0, 1):
+        status, body = worker.get(f"/counts/reasons/?window={window}&namespace={namespace}&ago={ago}{extra}")
+        assert status == 200, body
+        total += json.loads(body)["total"]
+    return total
+
+
+def test_events_are_indexed_once_per_version_and_counted(
+    make_worker: Any, kube_client: client.ApiClient, namespace: str, es_client: Elasticsearch
+) -> None:
+    worker = make_worker(K8SEV_NAMESPACES=namespace)
+    core = client.CoreV1Api(kube_client)
+    started = time.monotonic()
+
+    expected: set[str] = set()
+    created = [create_event(core, namespace, f"ev-{i}", reason="Tested") for i in range(40)]
+    expected |= {identity(e) for e in created}
+    # Ten of them happen twice more (count 1 -> 3): new versions, two more occurrences each.
+    warnings = [create_event(core, namespace, f"warn-{i}", reason="BackOff", type_="Warning") for i in range(10)]
+    expected |= {identity(e) for e in warnings}
+    for i in range(10):
+        expected.add(identity(repeat_event(core, namespace, f"warn-{i}", 2)))
+        expected.add(identity(repeat_event(core, namespace, f"warn-{i}", 3)))
+
+    docs = wait_for(
+        f"{len(expected)} documents",
+        lambda: (found := documents(es_client, worker.index_prefix)) and len(found) >= len(expected) and found,
+    )
+    elapsed = time.monotonic() - started
+    ids = [d["_id"] for d in docs]
+    assert sorted(ids) == sorted(expected), "every version exactly once, nothing else"
+    for doc in docs:
+        assert doc["cluster"] == "devstack"
+        assert doc["_index"] == events.index_name(worker.index_prefix, events.parse_time(doc["@timestamp"]))
+        assert "managedFields" not in doc["metadata"]
+        assert doc["metadata"]["namespace"] == namespace
+
+    # Occurrences: 40 events once, 10 events three times.
+    assert wait_for("counts", lambda: counts_total(worker, namespace, "1h") == 70 or None)
+    assert counts_total(worker, namespace, "1m") == 70
+    assert counts_total(worker, namespace, "1h", "&type=Warning") == 30
+    status, body = worker.get(f"/counts/reasons/?window=1h&namespace={namespace}&type=Warning&top=1")
+    assert status == 200
+    assert [r["reason"] for r in json.loads(body)["reasons"]] == ["BackOff"]
+    status, body = worker.get("/counts/kinds/?window=1h&kind=Pod")
+    assert status == 200 and json.loads(body)["kinds"][0]["kind"] == "Pod"
+    assert worker.get("/counts/reasons/?window=5m")[0] == 400
+
+    status, body = worker.get("/metrics")
+    text = body.decode()
+    assert metric(text, "k8sev_events_ingested_total") == len(expected)
+    assert metric(text, "k8sev_events_indexed_total") == len(expected)
+    assert metric(text, "k8sev_event_occurrences_total", type="Warning") == 30
+    assert metric(text, "k8sev_watch_up") == 1
+    assert metric(text, "k8sev_bulk_request_duration_seconds_count") >= 1
+    print(f"\n{len(expected)} versions searchable {elapsed:.1f}s after the first create")
+
+
+async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def consume_all(bootstrap: str, topic: str, count: int, timeout: float = 60) -> list[Any]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    out: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(out) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                out.extend(records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+async def test_replays_are_dropped_and_bad_records_dead_lettered(
+    make_worker: Any, es_client: Elasticsearch, kafka_bootstrap: str
+) -> None:
+    # No watch: this test writes the raw topic itself, as a re-sending producer or Logstash-era tool would.
+    worker = make_worker(K8SEV_INGEST="false")
+    raw, dead = worker.env["K8SEV_TOPIC"], worker.env["K8SEV_DEAD_LETTER_TOPIC"]
+
+    def event(uid: str, rv: str, count: int = 1) -> bytes:
+        stamp = "2026-01-02T03:04:05Z"
+        body = {
+            "metadata": {"uid": uid, "resourceVersion": rv, "namespace": "replay", "name": uid},
+            "involvedObject": {"kind": "Pod", "name": uid},
+            "reason": "Replayed", "type": "Normal", "count": count, "message": "ünïcödé ✓",
+            "firstTimestamp": stamp, "lastTimestamp": stamp,
+        }  # fmt: skip
+        return json.dumps(body, ensure_ascii=False).encode()
+
+    good = [(f"u{i}".encode(), event(f"u{i}", "10")) for i in range(20)]
+    bad: list[tuple[bytes | None, bytes]] = [
+        (b"x", b"not json"),
+        (b"y", b'{"metadata": {"uid": "y", "resourceVersion": "1"'),
+        (b"z", b'{"metadata": {"resourceVersion": "1"}}'),
+        (b"w", b"\xff\xfe\xfa"),
+        (b"v", event("v", "3").replace(b'"count": 1', b'"count": "many"')),
+    ]
+    # Replays of the same versions, and an older version of u0, around the bad records.
+    await produce(kafka_bootstrap, raw, [*good, *bad, *good, (b"u0", event("u0", "9"))])
+    expected = {f"u{i}:10" for i in range(20)}
+    docs = wait_for("20 documents", lambda: (d := documents(es_client, worker.index_prefix)) and len(d) >= 20 and d)
+    letters = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, dead, 5)]
+
+    assert sorted(d["_id"] for d in docs) == sorted(expected)
+    assert docs[0]["message"] == "ünïcödé ✓"
+    assert sorted(letter["reason"] for letter in letters) == sorted(
+        ["invalid_json", "invalid_json", "missing_uid", "invalid_utf8", "http_400"]
+    )
+    by_reason = {letter["reason"]: letter for letter in letters}
+    assert by_reason["invalid_utf8"]["encoding"] == "base64"
+    assert by_reason["http_400"]["stage"] == "sink" and "count" in by_reason["http_400"]["detail"]
+    assert by_reason["missing_uid"]["original"] == '{"metadata": {"resourceVersion": "1"}}'
+
+    status, body = worker.get("/metrics")
+    text = body.decode()
+    assert metric(text, "k8sev_dedup_dropped_total", verdict="duplicate") == 20
+    assert metric(text, "k8sev_dedup_dropped_total", verdict="stale") == 1
+    assert metric(text, "k8sev_events_rejected_total") == 5
+
+
+def test_deployment_events_from_controllers_and_scheduler(
+    make_worker: Any, kube_client: client.ApiClient, namespace: str, fake_node: str, es_client: Elasticsearch
+) -> None:
+    worker = make_worker(K8SEV_NAMESPACES=namespace)
+    apps = client.AppsV1Api(kube_client)
+    name = unique_name("web")
+    labels = {"app": name}
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [{"name": "nginx", "image": "nginx"}],
+                        "nodeSelector": {"type": "kwok"},
+                        "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}],
+                    },
+                },
+            },
+        },
+    )
+
+    def reasons() -> set[str] | None:
+        found = {d.get("reason") for d in documents(es_client, worker.index_prefix)}
+        return found if {"Scheduled", "SuccessfulCreate", "ScalingReplicaSet"} <= found else None
+
+    wait_for("Scheduled, SuccessfulCreate and ScalingReplicaSet documents", reasons, timeout=120)
+    scheduled = documents(es_client, worker.index_prefix, term={"reason": "Scheduled"})
+    # The scheduler writes through events.k8s.io/v1: no lastTimestamp, time from eventTime.
+    assert scheduled and all(d["lastTimestamp"] is None for d in scheduled)
+    assert all(events.parse_time(d["@timestamp"]) == events.parse_time(d["eventTime"]).replace(
+        microsecond=events.parse_time(d["eventTime"]).microsecond // 1000 * 1000) for d in scheduled)  # fmt: skip
