@@ -155,7 +155,8 @@ def _progress(env: dict[str, str], web: str) -> None:
         print(f"progress unavailable: {exc}", file=sys.stderr)
         return
     top = ", ".join(f"{r['reason']}={r['count']}" for r in counts["reasons"][:4])
-    print(f"{datetime.now(UTC):%H:%M:%S} documents={docs} occurrences(1h, {NAMESPACE})={counts['total']} {top}", file=sys.stderr)
+    total = counts["total"]
+    print(f"{datetime.now(UTC):%H:%M:%S} documents={docs} occurrences(1h, {NAMESPACE})={total} {top}", file=sys.stderr)
 
 
 def _workload(kubeconfig: str, stop: threading.Event) -> None:

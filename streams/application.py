@@ -26,18 +26,18 @@ def load_settings() -> Settings:
         raise SystemExit(2) from None
 
 
-class _IdempotentProducer(aiokafka_driver.Producer):  # type: ignore[misc]
+class _IdempotentProducer(aiokafka_driver.Producer):
     # Faust turns idempotence on only inside transactions; a retried produce must not duplicate a
     # record on the raw topic either.
     def _settings_extra(self) -> dict[str, object]:
         return {**super()._settings_extra(), "enable_idempotence": True}
 
 
-class _Transport(aiokafka_driver.Transport):  # type: ignore[misc]
+class _Transport(aiokafka_driver.Transport):
     Producer = _IdempotentProducer
 
 
-class App(faust.App):  # type: ignore[misc]
+class App(faust.App):
     """Faust's app with an idempotent producer."""
 
     def _new_transport(self) -> _Transport:
@@ -64,6 +64,7 @@ app = App(
     autodiscover=["streams.agents", "streams.tables", "streams.web"],
     web_enabled=True,
 )
+
 
 @app.task
 async def announce_settings() -> None:

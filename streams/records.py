@@ -7,7 +7,7 @@ from typing import Any
 import faust
 
 
-class CleanEvent(faust.Record, serializer="json", include_metadata=False):
+class CleanEvent(faust.Record, serializer="json", include_metadata=False):  # type: ignore[call-arg]
     """One new version of an event, keyed by uid on the clean topic."""
 
     uid: str
@@ -24,7 +24,7 @@ class CleanEvent(faust.Record, serializer="json", include_metadata=False):
     event: dict[str, Any]
 
 
-class DeadLetter(faust.Record, serializer="json", include_metadata=False):
+class DeadLetter(faust.Record, serializer="json", include_metadata=False):  # type: ignore[call-arg]
     """A record that could not become a document, with why and the original bytes."""
 
     stage: str

@@ -104,7 +104,8 @@ class SearchClient:
     async def healthy(self) -> bool:
         # GET / is not served by every build (a node assembled without the rest-root module);
         # cluster health is, on both engines.
-        health = await self._client.cluster.health(timeout="5s")
+        # No `timeout=`: opensearch-py takes it as its own socket timeout, not the API's.
+        health = await self._client.cluster.health()
         return health.get("status") in ("green", "yellow")
 
     async def put_index_template(self, name: str, body: Mapping[str, Any]) -> None:

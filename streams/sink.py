@@ -68,7 +68,7 @@ def classify(response: dict[str, Any], count: int) -> tuple[list[int], list[tupl
     retry: list[int] = []
     refused: list[tuple[int, int, str]] = []
     for position, item in enumerate(items):
-        result = next(iter(item.values()), {}) if isinstance(item, dict) else {}
+        result: dict[str, Any] = next(iter(item.values()), {}) if isinstance(item, dict) else {}
         status = int(result.get("status", 0))
         if 200 <= status < 300:
             continue

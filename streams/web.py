@@ -220,7 +220,7 @@ async def probe_search() -> None:
 async def probe_kafka() -> None:
     """Kafka reachability: a metadata round trip through the worker's own producer."""
     try:
-        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]
+        producer = app.producer._ensure_producer()
         await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=5)
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
         READINESS.set("kafka", False, f"{type(exc).__name__}: {str(exc)[:200]}")

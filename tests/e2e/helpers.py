@@ -58,7 +58,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, in
 def documents(es: Elasticsearch, prefix: str, **query: Any) -> list[dict[str, Any]]:
     es.indices.refresh(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
     found = es.search(
-        index=f"{prefix}-*", query=query or {"match_all": {}}, size=10_000, allow_no_indices=True, ignore_unavailable=True
+        index=f"{prefix}-*",
+        query=query or {"match_all": {}},
+        size=10_000,
+        allow_no_indices=True,
+        ignore_unavailable=True,
     )
     return [{"_id": h["_id"], "_index": h["_index"], **h["_source"]} for h in found["hits"]["hits"]]
 
@@ -76,3 +80,16 @@ def metric(text: str, name: str, **labels: str) -> float:
         if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
             total += float(value)
     return total
+
+
+def wait_for_documents(es: Elasticsearch, prefix: str, at_least: int, timeout: float = 90.0, settle: float = 2.0
+                       ) -> list[dict[str, Any]]:  # fmt: skip
+    """Documents once there are ``at_least``; read again after ``settle`` seconds so extras show up."""
+
+    def enough() -> list[dict[str, Any]] | None:
+        found = documents(es, prefix)
+        return found if len(found) >= at_least else None
+
+    wait_for(f"{at_least} documents under {prefix}-*", enough, timeout)
+    time.sleep(settle)
+    return documents(es, prefix)

@@ -12,7 +12,15 @@ from elasticsearch import Elasticsearch
 from kubernetes import client
 
 from streams import events
-from tests.e2e.helpers import create_event, documents, identity, metric, repeat_event, wait_for
+from tests.e2e.helpers import (
+    create_event,
+    documents,
+    identity,
+    metric,
+    repeat_event,
+    wait_for,
+    wait_for_documents,
+)
 from tests.fixtures.stack import unique_name
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e, pytest.mark.slow]
@@ -45,16 +53,14 @@ def test_events_are_indexed_once_per_version_and_counted(
         expected.add(identity(repeat_event(core, namespace, f"warn-{i}", 2)))
         expected.add(identity(repeat_event(core, namespace, f"warn-{i}", 3)))
 
-    docs = wait_for(
-        f"{len(expected)} documents",
-        lambda: (found := documents(es_client, worker.index_prefix)) and len(found) >= len(expected) and found,
-    )
+    docs = wait_for_documents(es_client, worker.index_prefix, len(expected))
     elapsed = time.monotonic() - started
     ids = [d["_id"] for d in docs]
     assert sorted(ids) == sorted(expected), "every version exactly once, nothing else"
     for doc in docs:
         assert doc["cluster"] == "devstack"
-        assert doc["_index"] == events.index_name(worker.index_prefix, events.parse_time(doc["@timestamp"]))
+        stamp = events.parse_time(doc["@timestamp"])
+        assert stamp is not None and doc["_index"] == events.index_name(worker.index_prefix, stamp)
         assert "managedFields" not in doc["metadata"]
         assert doc["metadata"]["namespace"] == namespace
 
@@ -90,11 +96,11 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes | None, 
         await producer.stop()
 
 
-async def consume_all(bootstrap: str, topic: str, count: int, timeout: float = 60) -> list[Any]:
+async def consume_all(bootstrap: str, topic: str, count: int, within: float = 60) -> list[Any]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     out: list[Any] = []
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     try:
         while len(out) < count and time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)
@@ -133,7 +139,7 @@ async def test_replays_are_dropped_and_bad_records_dead_lettered(
     # Replays of the same versions, and an older version of u0, around the bad records.
     await produce(kafka_bootstrap, raw, [*good, *bad, *good, (b"u0", event("u0", "9"))])
     expected = {f"u{i}:10" for i in range(20)}
-    docs = wait_for("20 documents", lambda: (d := documents(es_client, worker.index_prefix)) and len(d) >= 20 and d)
+    docs = wait_for_documents(es_client, worker.index_prefix, len(expected))
     letters = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, dead, 5)]
 
     assert sorted(d["_id"] for d in docs) == sorted(expected)
@@ -146,7 +152,7 @@ async def test_replays_are_dropped_and_bad_records_dead_lettered(
     assert by_reason["http_400"]["stage"] == "sink" and "count" in by_reason["http_400"]["detail"]
     assert by_reason["missing_uid"]["original"] == '{"metadata": {"resourceVersion": "1"}}'
 
-    status, body = worker.get("/metrics")
+    _, body = worker.get("/metrics")
     text = body.decode()
     assert metric(text, "k8sev_dedup_dropped_total", verdict="duplicate") == 20
     assert metric(text, "k8sev_dedup_dropped_total", verdict="stale") == 1
@@ -180,12 +186,16 @@ def test_deployment_events_from_controllers_and_scheduler(
     )
 
     def reasons() -> set[str] | None:
-        found = {d.get("reason") for d in documents(es_client, worker.index_prefix)}
+        found = {str(d.get("reason")) for d in documents(es_client, worker.index_prefix)}
         return found if {"Scheduled", "SuccessfulCreate", "ScalingReplicaSet"} <= found else None
 
     wait_for("Scheduled, SuccessfulCreate and ScalingReplicaSet documents", reasons, timeout=120)
     scheduled = documents(es_client, worker.index_prefix, term={"reason": "Scheduled"})
     # The scheduler writes through events.k8s.io/v1: no lastTimestamp, time from eventTime.
     assert scheduled and all(d["lastTimestamp"] is None for d in scheduled)
-    assert all(events.parse_time(d["@timestamp"]) == events.parse_time(d["eventTime"]).replace(
-        microsecond=events.parse_time(d["eventTime"]).microsecond // 1000 * 1000) for d in scheduled)  # fmt: skip
+    for doc in scheduled:
+        event_time = events.parse_time(doc["eventTime"])
+        assert event_time is not None
+        assert events.parse_time(doc["@timestamp"]) == event_time.replace(
+            microsecond=event_time.microsecond // 1000 * 1000
+        )

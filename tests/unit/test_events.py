@@ -11,9 +11,7 @@ from hypothesis import strategies as st
 
 from streams import events
 
-UTC_TIMES = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)
-)
+UTC_TIMES = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC))
 
 
 def make_event(**overrides: object) -> dict[str, object]:

@@ -79,7 +79,8 @@ async def run(script: list[Exception | list[int]], batch: list[CleanEvent]) -> t
 
 
 async def test_connection_errors_retry_the_whole_batch() -> None:
-    client, rejected = await run([ConnectionError("down"), ConnectionError("down"), [201, 201]], [clean("a"), clean("b")])
+    script: list[Exception | list[int]] = [ConnectionError("down"), ConnectionError("down"), [201, 201]]
+    client, rejected = await run(script, [clean("a"), clean("b")])
     assert client.bulks == [["a:1", "b:1"]] * 3
     assert rejected == []
 
