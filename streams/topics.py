@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import faust
+
 from streams.application import app, settings
 from streams.records import CleanEvent, DeadLetter
 
@@ -35,3 +37,21 @@ dead_letter_topic = app.topic(
     partitions=settings.topic_partitions,
     internal=True,
 )
+
+
+def _repartition(suffix: str) -> faust.TopicT:
+    # Named after the app id, like Faust's changelog topics, so two deployments sharing a Kafka
+    # cluster (or two test workers) never read each other's repartitioned records.
+    return app.topic(
+        f"{settings.app_id}-{settings.clean_topic}-{suffix}-repartition",
+        key_type=bytes,
+        value_type=CleanEvent,
+        key_serializer="raw",
+        partitions=settings.topic_partitions,
+        internal=True,
+    )
+
+
+#: The clean topic keyed by namespace, and by involved kind, for the count tables.
+by_namespace_topic = _repartition("by-namespace")
+by_kind_topic = _repartition("by-kind")

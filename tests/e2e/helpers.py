@@ -7,7 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from elasticsearch import Elasticsearch
 from kubernetes import client
 
 T = TypeVar("T")
@@ -55,15 +54,11 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, in
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
 
 
-def documents(es: Elasticsearch, prefix: str, **query: Any) -> list[dict[str, Any]]:
-    es.indices.refresh(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
-    found = es.search(
-        index=f"{prefix}-*",
-        query=query or {"match_all": {}},
-        size=10_000,
-        allow_no_indices=True,
-        ignore_unavailable=True,
-    )
+def documents(engine: Any, prefix: str, **query: Any) -> list[dict[str, Any]]:
+    """Every document under ``<prefix>-*``; ``engine`` is an Elasticsearch or an OpenSearch client."""
+    engine.indices.refresh(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
+    body = {"query": query or {"match_all": {}}, "size": 10_000}
+    found = engine.search(index=f"{prefix}-*", body=body, allow_no_indices=True, ignore_unavailable=True)
     return [{"_id": h["_id"], "_index": h["_index"], **h["_source"]} for h in found["hits"]["hits"]]
 
 
@@ -82,7 +77,7 @@ def metric(text: str, name: str, **labels: str) -> float:
     return total
 
 
-def wait_for_documents(es: Elasticsearch, prefix: str, at_least: int, timeout: float = 90.0, settle: float = 2.0
+def wait_for_documents(es: Any, prefix: str, at_least: int, timeout: float = 90.0, settle: float = 2.0
                        ) -> list[dict[str, Any]]:  # fmt: skip
     """Documents once there are ``at_least``; read again after ``settle`` seconds so extras show up."""
 

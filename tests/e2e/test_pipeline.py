@@ -111,11 +111,14 @@ async def consume_all(bootstrap: str, topic: str, count: int, within: float = 60
     return out
 
 
+@pytest.mark.parametrize("engine", ["elasticsearch", "opensearch"])
 async def test_replays_are_dropped_and_bad_records_dead_lettered(
-    make_worker: Any, es_client: Elasticsearch, kafka_bootstrap: str
+    make_worker: Any, stack: dict[str, str], es_client: Elasticsearch, os_client: Any, kafka_bootstrap: str, engine: str
 ) -> None:
     # No watch: this test writes the raw topic itself, as a re-sending producer or Logstash-era tool would.
-    worker = make_worker(K8SEV_INGEST="false")
+    url = stack["DEVSTACK_OPENSEARCH_URL" if engine == "opensearch" else "DEVSTACK_ELASTICSEARCH_URL"]
+    worker = make_worker(K8SEV_INGEST="false", K8SEV_SEARCH_ENGINE=engine, K8SEV_ES_URL=url)
+    search = os_client if engine == "opensearch" else es_client
     raw, dead = worker.env["K8SEV_TOPIC"], worker.env["K8SEV_DEAD_LETTER_TOPIC"]
 
     def event(uid: str, rv: str, count: int = 1) -> bytes:
@@ -139,7 +142,7 @@ async def test_replays_are_dropped_and_bad_records_dead_lettered(
     # Replays of the same versions, and an older version of u0, around the bad records.
     await produce(kafka_bootstrap, raw, [*good, *bad, *good, (b"u0", event("u0", "9"))])
     expected = {f"u{i}:10" for i in range(20)}
-    docs = wait_for_documents(es_client, worker.index_prefix, len(expected))
+    docs = wait_for_documents(search, worker.index_prefix, len(expected))
     letters = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, dead, 5)]
 
     assert sorted(d["_id"] for d in docs) == sorted(expected)

@@ -1,0 +1,79 @@
+"""The dedup agent through Faust's test_context: decisions, forwarding and dead letters.
+
+Only the outgoing topic sends are replaced (by lists); the agent, its stream and its windowed table
+are Faust's own, in memory.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from streams.agents.dedup import dedup
+from streams.topics import clean_topic, dead_letter_topic
+
+
+def raw(uid: str, rv: str, count: int = 1, **extra: Any) -> bytes:
+    body = {
+        "metadata": {"uid": uid, "resourceVersion": rv, "namespace": "ns1", "name": uid},
+        "involvedObject": {"kind": "Pod", "name": "p"},
+        "reason": "BackOff",
+        "type": "Warning",
+        "count": count,
+        "lastTimestamp": "2026-11-26T10:00:00Z",
+        **extra,
+    }
+    return json.dumps(body).encode()
+
+
+class Sent:
+    def __init__(self) -> None:
+        self.clean: list[Any] = []
+        self.dead: list[Any] = []
+
+
+@pytest.fixture
+async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Sent]:
+    out = Sent()
+
+    async def to_clean(*, key: bytes, value: Any, **_: Any) -> None:
+        out.clean.append(value)
+
+    async def to_dead(*, key: bytes | None, value: Any, **_: Any) -> None:
+        out.dead.append(value)
+
+    monkeypatch.setattr(clean_topic, "send", to_clean)
+    monkeypatch.setattr(dead_letter_topic, "send", to_dead)
+    yield out
+
+
+async def test_each_version_once_with_its_occurrences(sent: Sent) -> None:
+    async with dedup.test_context() as agent:
+        for value in (raw("a", "10"), raw("a", "10"), raw("a", "12", count=4), raw("a", "11", count=2), raw("b", "5")):
+            await agent.put(value, key=json.loads(value)["metadata"]["uid"].encode())
+    assert [(c.uid, c.resource_version, c.occurrences) for c in sent.clean] == [
+        ("a", "10", 1),
+        ("a", "12", 3),
+        ("b", "5", 1),
+    ]
+    first = sent.clean[0]
+    assert (first.namespace, first.type, first.reason, first.kind) == ("ns1", "Warning", "BackOff", "Pod")
+    assert first.time == datetime(2026, 11, 26, 10, tzinfo=UTC).timestamp()
+    assert sent.dead == []
+
+
+async def test_bad_records_become_dead_letters_and_the_rest_flows(sent: Sent) -> None:
+    async with dedup.test_context() as agent:
+        await agent.put(b"{not json", key=b"x")
+        await agent.put(raw("c", "1"), key=b"c")
+        await agent.put(raw("d", "1", lastTimestamp="yesterday", metadata={"uid": "d", "resourceVersion": "1"}), key=b"d")
+    assert [c.uid for c in sent.clean] == ["c"]
+    assert [(d.reason, d.stage, d.encoding) for d in sent.dead] == [
+        ("invalid_json", "dedup", "utf-8"),
+        ("no_event_time", "dedup", "utf-8"),
+    ]
+    assert sent.dead[0].original == "{not json"
