@@ -1,25 +1,30 @@
 """The ingest agent: Kubernetes Events -> the raw topic, keyed by uid, value the Event JSON.
 
-The blocking watch runs in threads (one per watched scope) and feeds a bounded queue; this task
-drains it, applies the type/reason filters and produces. The raw value is the Event as the API
-server returned it, ``managedFields`` dropped: the document the seed's Logstash pipeline reads.
+Every worker with ``K8SEV_INGEST=true`` takes part in the election for the ingest Lease; only the
+holder watches (see :mod:`streams.leader`). The holder resumes from the checkpoint stored in the
+Lease, so a restart or a takeover re-sends only what the last leader had not yet checkpointed.
+The raw value is the Event as the API server returned it, ``managedFields`` dropped: the document
+the seed's Logstash pipeline reads.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client
 
 from streams import events, logs, metrics
 from streams.application import app, settings
-from streams.kube_watch import EventWatcher, WatchItem, api_client
+from streams.health import READINESS
+from streams.ingest import Ingest
+from streams.kube_watch import api_client
+from streams.leader import Checkpoint, Elector
 from streams.topics import raw_topic
 
 log = logging.getLogger("streams.ingest")
@@ -41,14 +46,15 @@ def encode(event: dict[str, Any]) -> bytes:
     return json.dumps(events.strip_managed_fields(event), ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def publish(event: dict[str, Any]) -> None:
+async def publish(event: dict[str, Any]) -> asyncio.Future[Any] | None:
+    """Hand one event to the producer; the returned future resolves when Kafka acknowledged it."""
     uid, _ = events.identity(event)
     if not uid:
         # Nothing from the API server lacks a uid; a proxy or a fake might.
         metrics.EVENTS_FILTERED.labels(filter="missing_uid").inc()
         logs.warning(log, "event_without_uid", name=(event.get("metadata") or {}).get("name"))
-        return
-    await raw_topic.send(key=uid.encode(), value=encode(event))
+        return None
+    future: asyncio.Future[Any] = await raw_topic.send(key=uid.encode(), value=encode(event))
     summary = events.summary(event)
     metrics.EVENTS_INGESTED.labels(
         type=metrics.event_type_label(summary.type), namespace=metrics.namespace_label(summary.namespace)
@@ -56,18 +62,11 @@ async def publish(event: dict[str, Any]) -> None:
     when = events.event_time(event)
     if when is not None:
         metrics.INGEST_LAG.observe(max(0.0, time.time() - when.timestamp()))
+    return future
 
 
-async def drain(queue: asyncio.Queue[WatchItem]) -> None:
-    while True:
-        item = await queue.get()
-        if item.event is None:
-            continue
-        dropped_by = keep(item.event)
-        if dropped_by:
-            metrics.EVENTS_FILTERED.labels(filter=dropped_by).inc()
-            continue
-        await publish(item.event)
+def _filtered(name: str) -> None:
+    metrics.EVENTS_FILTERED.labels(filter=name).inc()
 
 
 @app.task
@@ -76,29 +75,43 @@ async def ingest() -> None:
         logs.info(log, "ingest_disabled", reason="K8SEV_INGEST=false")
         return
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[WatchItem] = asyncio.Queue(maxsize=settings.ingest_queue)
-    api = client.CoreV1Api(api_client(settings.kubeconfig))
-    scopes: list[str | None] = list(settings.namespaces) or [None]
-    watchers = [
-        EventWatcher(
-            api,
-            queue,
-            loop,
-            namespace=scope,
-            page_size=settings.list_page_size,
-            watch_timeout=settings.watch_timeout,
-            idle_timeout=settings.watch_idle_timeout,
-        )
-        for scope in scopes
-    ]
-    # A pool of our own: the watch threads block for minutes and must not starve the default executor.
-    pool = ThreadPoolExecutor(max_workers=len(watchers), thread_name_prefix="k8s-watch")
-    threads = [loop.run_in_executor(pool, w.run) for w in watchers]
-    logs.info(log, "ingest_started", scopes=",".join(w.scope for w in watchers), at=datetime.now(UTC).isoformat())
+    api = api_client(settings.kubeconfig)
+    machinery = Ingest(settings, client.CoreV1Api(api), loop, publish)
+    READINESS.set("ingest", True, "following")
+
+    def started(checkpoint: Checkpoint) -> None:
+        READINESS.set("ingest", True, "leading")
+        loop.call_soon_threadsafe(machinery.start, checkpoint)
+
+    def stopped() -> None:
+        # Called on the elector's thread: stop the watch now, not when the loop gets to it.
+        machinery.stop()
+        READINESS.set("ingest", True, "following")
+        READINESS.drop("watch[")
+        logs.info(log, "watch_stopped_on_leadership_loss")
+
+    elector = Elector(
+        client.CoordinationV1Api(api),
+        namespace=settings.lease_namespace,
+        name=settings.lease_name,
+        identity=settings.identity,
+        lease_duration=settings.lease_duration,
+        renew_deadline=settings.lease_renew_deadline,
+        retry_period=settings.lease_retry_period,
+        on_started=started,
+        on_stopped=stopped,
+        current_checkpoint=machinery.tracker.checkpoint,
+    )
+    election = threading.Thread(target=elector.run, name="ingest-election", daemon=True)
+    election.start()
     try:
-        await drain(queue)
+        await machinery.drain(keep, _filtered)
     finally:
-        for watcher in watchers:
-            watcher.stop()
-        await asyncio.gather(*threads, return_exceptions=True)
-        pool.shutdown(wait=False)
+        machinery.stop()
+        # Let in-flight sends finish so the checkpoint the elector writes on release is current.
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(app.producer.flush(), timeout=10)
+            machinery.settle_all()
+        elector.stop()
+        await asyncio.to_thread(election.join, settings.lease_retry_period + 10)
+        await machinery.close()

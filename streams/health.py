@@ -6,6 +6,7 @@ worker (the watch with ``K8SEV_INGEST=false``) is simply absent.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -18,20 +19,29 @@ class Check:
 
 
 class Health:
+    """Named checks, set from the event loop and from the watch and election threads."""
+
     def __init__(self) -> None:
-        self.checks: dict[str, Check] = {}
+        self._checks: dict[str, Check] = {}
+        self._lock = threading.Lock()
 
     def set(self, name: str, ok: bool, detail: str = "") -> None:
-        current = self.checks.get(name)
-        if current is None or current.ok != ok or current.detail != detail:
-            self.checks[name] = Check(ok, detail)
+        with self._lock:
+            current = self._checks.get(name)
+            if current is None or current.ok != ok or current.detail != detail:
+                self._checks[name] = Check(ok, detail)
+
+    def drop(self, prefix: str) -> None:
+        """Forget the checks of a part that no longer runs here (a watch after leadership moved)."""
+        with self._lock:
+            for name in [n for n in self._checks if n.startswith(prefix)]:
+                del self._checks[name]
 
     def report(self) -> tuple[bool, dict[str, dict[str, object]]]:
-        body = {
-            name: {"ok": c.ok, "detail": c.detail, "since": round(c.since, 3)}
-            for name, c in sorted(self.checks.items())
-        }
-        return all(c.ok for c in self.checks.values()), body
+        with self._lock:
+            checks = sorted(self._checks.items())
+        body = {name: {"ok": c.ok, "detail": c.detail, "since": round(c.since, 3)} for name, c in checks}
+        return all(c.ok for _, c in checks), body
 
 
 #: Readiness: can this worker do its job now (watch streaming, Kafka and the search engine reachable)?

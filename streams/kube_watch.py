@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,7 +76,7 @@ class EventWatcher:
     def __init__(
         self,
         api: client.CoreV1Api,
-        queue: asyncio.Queue[WatchItem],
+        queue: asyncio.Queue[tuple[int, str, WatchItem]],
         loop: asyncio.AbstractEventLoop,
         *,
         namespace: str | None = None,
@@ -83,6 +84,9 @@ class EventWatcher:
         watch_timeout: float = 300.0,
         idle_timeout: float = 150.0,
         resource_version: str | None = None,
+        resumed_at: datetime | None = None,
+        event_ttl: float = 3600.0,
+        tag: int = 0,
     ) -> None:
         self._api = api
         self._queue = queue
@@ -92,6 +96,10 @@ class EventWatcher:
         self._watch_timeout = watch_timeout
         self._idle_timeout = idle_timeout
         self._resource_version = resource_version
+        # When the watch last made progress: a 410 after a long pause may mean events expired unseen.
+        self._progress_at = resumed_at or datetime.now(UTC)
+        self._event_ttl = event_ttl
+        self._tag = tag
         self._stop = threading.Event()
         self._response: Any = None
         self._lock = threading.Lock()
@@ -124,6 +132,7 @@ class EventWatcher:
             except Gone:
                 logs.warning(log, "watch_expired", scope=self.scope, resource_version=self._resource_version)
                 metrics.WATCH_RESTARTS.labels(cause="gone").inc()
+                self._report_gap()
                 self._resource_version = None
             except Exception as exc:  # noqa: BLE001 - any failure: back off and resume from the checkpoint
                 if self._stop.is_set():
@@ -139,6 +148,28 @@ class EventWatcher:
         metrics.WATCH_UP.set(0)
         READINESS.set(f"watch[{self.scope}]", False, "stopped")
         logs.info(log, "watch_stopped", scope=self.scope, resource_version=self._resource_version)
+
+    def _report_gap(self) -> None:
+        """Events that happened after the last progress but expired (TTL) before this relist are gone.
+
+        Which ones cannot be known; that it may have happened, and when, can.
+        """
+        now = datetime.now(UTC)
+        lost_until = now - timedelta(seconds=self._event_ttl)
+        if lost_until <= self._progress_at:
+            return
+        seconds = (lost_until - self._progress_at).total_seconds()
+        metrics.WATCH_GAPS.inc()
+        metrics.WATCH_GAP_SECONDS.inc(seconds)
+        logs.error(
+            log,
+            "possible_event_loss",
+            scope=self.scope,
+            since=self._progress_at.isoformat(),
+            until=lost_until.isoformat(),
+            seconds=round(seconds, 1),
+            reason="watch expired after a pause longer than the API server's event TTL",
+        )
 
     def _call(self, **kwargs: Any) -> Any:
         kwargs.setdefault("_preload_content", False)
@@ -179,6 +210,7 @@ class EventWatcher:
                 resource_version = str(meta.get("resourceVersion") or "")
                 break
         self._put(WatchItem("synced", resource_version))
+        self._progress_at = datetime.now(UTC)
         logs.info(
             log,
             "list_done",
@@ -228,6 +260,7 @@ class EventWatcher:
                 raise Gone(obj.get("message", ""))
             raise ApiException(status=obj.get("code"), reason=f"{obj.get('reason')}: {obj.get('message')}")
         resource_version = _rv(obj)
+        self._progress_at = datetime.now(UTC)
         if kind == "BOOKMARK":
             self._resource_version = resource_version or self._resource_version
             self._put(WatchItem("bookmark", self._resource_version or ""))
@@ -245,7 +278,7 @@ class EventWatcher:
 
     def _put(self, item: WatchItem) -> None:
         """Hand ``item`` to the loop; block (back-pressure) while the queue is full."""
-        future = asyncio.run_coroutine_threadsafe(self._queue.put(item), self._loop)
+        future = asyncio.run_coroutine_threadsafe(self._queue.put((self._tag, self.scope, item)), self._loop)
         while True:
             try:
                 future.result(timeout=0.5)

@@ -107,6 +107,31 @@ WATCH_UP = Gauge(
     "1 while this worker's watch is connected and streaming",
     registry=REGISTRY,
 )
+WATCH_GAPS = Counter(
+    "k8sev_watch_possible_loss_total",
+    "Relists after a pause longer than the event TTL: events of that pause may have expired unseen",
+    registry=REGISTRY,
+)
+WATCH_GAP_SECONDS = Counter(
+    "k8sev_watch_possible_loss_seconds_total",
+    "Length of the periods whose events may have expired unseen",
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "k8sev_ingest_leader",
+    "1 while this worker holds the ingest lease and runs the watch",
+    registry=REGISTRY,
+)
+LEADER_TRANSITIONS = Counter(
+    "k8sev_ingest_leadership_acquired_total",
+    "Times this worker acquired the ingest lease",
+    registry=REGISTRY,
+)
+CHECKPOINT_WRITES = Counter(
+    "k8sev_ingest_checkpoint_writes_total",
+    "Lease renewals that stored the ingest checkpoint",
+    registry=REGISTRY,
+)
 INGEST_LAG = Histogram(
     "k8sev_ingest_lag_seconds",
     "Now minus the event's own time, when the watch hands it to Kafka",

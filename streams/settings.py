@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import re
+import socket
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 PREFIX = "K8SEV_"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 Engine = Literal["elasticsearch", "opensearch"]
 
@@ -203,6 +206,23 @@ class Settings:
         "restart a WATCH silent this long (bookmarks come each minute)",
     )
     ingest_queue: int = _setting("INGEST_QUEUE", "1000", _positive_int, "events buffered between watch and Kafka")
+    event_ttl: float = _setting(
+        "EVENT_TTL", "1h", _positive_duration, "the API server's --event-ttl: longer pauses may lose events"
+    )
+    lease_namespace: str = _setting(
+        "LEASE_NAMESPACE", "", str, "namespace of the ingest Lease; empty: the pod's own, else default"
+    )
+    lease_name: str = _setting("LEASE_NAME", "", str, "name of the ingest Lease; empty: <app id>-ingest")
+    lease_duration: float = _setting(
+        "LEASE_DURATION", "15s", _positive_duration, "a leader silent this long is replaced"
+    )
+    lease_renew_deadline: float = _setting(
+        "LEASE_RENEW_DEADLINE", "10s", _positive_duration, "a leader that cannot renew this long stops watching"
+    )
+    lease_retry_period: float = _setting(
+        "LEASE_RETRY_PERIOD", "2s", _positive_duration, "how often the lease (and the checkpoint) is written"
+    )
+    identity: str = _setting("IDENTITY", "", str, "this worker's name in the Lease; empty: hostname and a random id")
 
     dedup_horizon: float = _setting("DEDUP_HORIZON", "2h", _positive_duration, "how long dedup remembers a uid")
 
@@ -244,6 +264,12 @@ class Settings:
             problems.extend(_cross_checks(values))
         if problems:
             raise SettingsError(problems)
+        if not values["lease_name"]:
+            values["lease_name"] = f"{values['app_id']}-ingest"
+        if not values["lease_namespace"]:
+            values["lease_namespace"] = _own_namespace()
+        if not values["identity"]:
+            values["identity"] = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         if not env.get(PREFIX + "DATA_DIR"):
             values["data_dir"] = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / (
                 f"k8s-event-streams/{values['app_id']}"
@@ -264,6 +290,13 @@ class Settings:
         return [(PREFIX + f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in fields(cls)]
 
 
+def _own_namespace() -> str:
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
 def _cross_checks(values: dict[str, Any]) -> list[str]:
     problems = []
     topics = {values["raw_topic"], values["clean_topic"], values["dead_letter_topic"]}
@@ -277,6 +310,11 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
         problems.append(f"{PREFIX}INCLUDE_REASONS and {PREFIX}EXCLUDE_REASONS both name {', '.join(sorted(overlap))}")
     if values["es_password"] and not values["es_username"]:
         problems.append(f"{PREFIX}ES_PASSWORD is set but {PREFIX}ES_USERNAME is empty")
+    if not values["lease_retry_period"] < values["lease_renew_deadline"] < values["lease_duration"]:
+        problems.append(
+            f"{PREFIX}LEASE_RETRY_PERIOD < {PREFIX}LEASE_RENEW_DEADLINE < {PREFIX}LEASE_DURATION must hold "
+            f"(got {values['lease_retry_period']}s, {values['lease_renew_deadline']}s, {values['lease_duration']}s)"
+        )
     if values["es_api_key"] and values["es_username"]:
         problems.append(f"{PREFIX}ES_API_KEY and {PREFIX}ES_USERNAME are exclusive: choose one way to authenticate")
     return problems
