@@ -59,6 +59,9 @@ app = App(
     topic_replication_factor=settings.topic_replicas,
     # Every write waits for all in-sync replicas.
     producer_acks=-1,
+    # A worker killed without a goodbye holds its partitions until the group gives up on it.
+    broker_session_timeout=settings.session_timeout,
+    broker_rebalance_timeout=settings.session_timeout,
     # Windowed tables drop closed windows on this period (wall clock).
     table_cleanup_interval=30.0,
     autodiscover=["streams.agents", "streams.tables", "streams.web"],

@@ -187,6 +187,9 @@ class Settings:
     dead_letter_topic: str = _setting("DEAD_LETTER_TOPIC", "k8s-event-dead-letter", _topic, "rejected records")
     topic_partitions: int = _setting("TOPIC_PARTITIONS", "6", _positive_int, "partitions of the topics we create")
     topic_replicas: int = _setting("TOPIC_REPLICAS", "1", _positive_int, "replication factor of our topics")
+    session_timeout: float = _setting(
+        "SESSION_TIMEOUT", "30s", _positive_duration, "a worker silent this long leaves the consumer group"
+    )
 
     kubeconfig: Path | None = _setting(
         "KUBECONFIG", "", _optional_file, "kubeconfig file; empty: $KUBECONFIG, in-cluster, ~/.kube/config"
