@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -175,7 +176,7 @@ class Ingest:
             try:
                 self.tracker.add(scope, item.resource_version, future, advances)
                 if future is not None:
-                    future.add_done_callback(lambda _f, s=scope: self._settle_later(s))
+                    future.add_done_callback(functools.partial(self._settle_later, scope))
             except SendFailed as exc:
                 logs.error(
                     log, "kafka_send_failed", scope=scope, error=str(exc)[:300], action="rewatch_from_checkpoint"
@@ -186,7 +187,7 @@ class Ingest:
         for scope in self.scopes:
             self.tracker.settle(self.scope_name(scope))
 
-    def _settle_later(self, scope: str) -> None:
+    def _settle_later(self, scope: str, _: object = None) -> None:
         try:
             self.tracker.settle(scope)
         except SendFailed as exc:

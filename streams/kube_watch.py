@@ -227,8 +227,9 @@ class EventWatcher:
             resource_version=resource_version,
             allow_watch_bookmarks=True,
             timeout_seconds=int(self._watch_timeout),
-            # The read timeout bounds silence: bookmarks arrive about once a minute even when
-            # nothing happens, so a longer silence means a dead connection.
+            # The read timeout bounds silence. A quiet scope may get nothing, not even a bookmark,
+            # until the server ends the WATCH; the idle timeout is longer than that, so a longer
+            # silence means a dead connection.
             _request_timeout=(10, self._idle_timeout),
         )
         with self._lock:

@@ -201,12 +201,11 @@ class Settings:
     exclude_reasons: tuple[str, ...] = _setting("EXCLUDE_REASONS", "", parse_list, "drop these reasons")
     ingest: bool = _setting("INGEST", "true", parse_bool, "run the Kubernetes watch in this worker")
     list_page_size: int = _setting("LIST_PAGE_SIZE", "500", _positive_int, "events per LIST page")
-    watch_timeout: float = _setting("WATCH_TIMEOUT", "5m", _positive_duration, "server-side WATCH timeout")
+    watch_timeout: float = _setting(
+        "WATCH_TIMEOUT", "1m", _positive_duration, "server-side WATCH timeout: the watch is re-opened this often"
+    )
     watch_idle_timeout: float = _setting(
-        "WATCH_IDLE_TIMEOUT",
-        "150s",
-        _positive_duration,
-        "restart a WATCH silent this long (bookmarks come each minute)",
+        "WATCH_IDLE_TIMEOUT", "90s", _positive_duration, "re-open a WATCH silent this long (> WATCH_TIMEOUT)"
     )
     ingest_queue: int = _setting("INGEST_QUEUE", "1000", _positive_int, "events buffered between watch and Kafka")
     event_ttl: float = _setting(
@@ -318,6 +317,9 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
             f"{PREFIX}LEASE_RETRY_PERIOD < {PREFIX}LEASE_RENEW_DEADLINE < {PREFIX}LEASE_DURATION must hold "
             f"(got {values['lease_retry_period']}s, {values['lease_renew_deadline']}s, {values['lease_duration']}s)"
         )
+    if values["watch_idle_timeout"] <= values["watch_timeout"]:
+        # A quiet scope sends nothing until the server ends the WATCH: that is no dead connection.
+        problems.append(f"{PREFIX}WATCH_IDLE_TIMEOUT must be longer than {PREFIX}WATCH_TIMEOUT")
     if values["es_api_key"] and values["es_username"]:
         problems.append(f"{PREFIX}ES_API_KEY and {PREFIX}ES_USERNAME are exclusive: choose one way to authenticate")
     return problems

@@ -1,0 +1,161 @@
+"""The ledger of a fault case: every (uid, resourceVersion) the API server produced, against the index.
+
+A generator thread writes events into one namespace at a steady rate (new events, and repeats of
+earlier ones, each write a new version) and records every version the API server confirmed. At the
+end the ledger is compared with the documents: lost = confirmed but not indexed; unexpected =
+indexed but never produced; re-deliveries = extra index operations on the same document (its
+``_version`` above 1), which ids make harmless but which show how much was re-sent.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.e2e.helpers import now_rfc3339, wait_for
+
+
+@dataclass
+class Figures:
+    produced: int
+    indexed: int
+    lost: int
+    unexpected: int
+    redeliveries: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def line(self, case: str) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.extra.items())
+        return (
+            f"LEDGER case={case} produced={self.produced} indexed={self.indexed} lost={self.lost} "
+            f"unexpected={self.unexpected} redeliveries={self.redeliveries} {extra}"
+        ).strip()
+
+
+class Generator:
+    """Writes events at ``rate`` per second until stopped; keeps the confirmed versions."""
+
+    def __init__(self, core: client.CoreV1Api, namespace: str, rate: float = 20.0, seed: int = 7) -> None:
+        self.core = core
+        self.namespace = namespace
+        self.rate = rate
+        self.versions: set[str] = set()
+        self.errors = 0
+        self._counts: dict[str, int] = {}
+        self._random = random.Random(seed)
+        self._serial = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Generator:
+        """Start (or resume) writing; the ledger carries on."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="event-generator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                if self._counts and self._random.random() < 0.4:
+                    name = self._random.choice(sorted(self._counts))
+                    self._counts[name] += 1
+                    made = self.core.patch_namespaced_event(
+                        name, self.namespace, {"count": self._counts[name], "lastTimestamp": now_rfc3339()}
+                    )
+                else:
+                    name = f"gen-{self._serial}"
+                    self._serial += 1
+                    made = self._create(name)
+                    self._counts[name] = 1
+                self.versions.add(f"{made.metadata.uid}:{made.metadata.resource_version}")
+            except (ApiException, OSError, Exception):  # the API may be down on purpose
+                self.errors += 1
+                self._stop.wait(0.5)
+            self._stop.wait(max(0.0, 1 / self.rate - (time.monotonic() - started)))
+
+    def _create(self, name: str) -> Any:
+        stamp = now_rfc3339()
+        return self.core.create_namespaced_event(
+            self.namespace,
+            {
+                "metadata": {"name": name, "namespace": self.namespace},
+                "involvedObject": {"kind": "Pod", "namespace": self.namespace, "name": f"{name}-pod"},
+                "reason": "FaultCase",
+                "message": "written by the fault-injection ledger",
+                "type": "Normal",
+                "count": 1,
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+            },
+        )
+
+    def reconcile(self) -> None:
+        """Add the current version of every event: a write whose answer was lost did happen."""
+        listed = self.core.list_namespaced_event(self.namespace)
+        for item in listed.items:
+            self.versions.add(f"{item.metadata.uid}:{item.metadata.resource_version}")
+
+
+def indexed_versions(engine: Any, prefix: str) -> dict[str, int]:
+    """Document id -> ``_version`` for every document under ``<prefix>-*``."""
+    engine.indices.refresh(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
+    found = engine.search(
+        index=f"{prefix}-*",
+        body={"query": {"match_all": {}}, "size": 10_000, "version": True, "_source": False},
+        allow_no_indices=True,
+        ignore_unavailable=True,
+    )
+    return {hit["_id"]: int(hit.get("_version", 1)) for hit in found["hits"]["hits"]}
+
+
+def superseded(versions: set[str]) -> set[str]:
+    """Of ``versions``, all but the newest of each uid: what a relist cannot show any more."""
+    newest: dict[str, int] = {}
+    for version in versions:
+        uid, rv = version.split(":")
+        newest[uid] = max(newest.get(uid, 0), int(rv))
+    return {v for v in versions if int(v.split(":")[1]) < newest[v.split(":")[0]]}
+
+
+def settle(
+    generator: Generator, engine: Any, prefix: str, timeout: float = 240.0, unrecoverable: set[str] | None = None
+) -> Figures:
+    """Stop writing, then wait until the index holds every produced version; count the difference.
+
+    ``unrecoverable`` versions (superseded while a 410 forced a relist) are neither expected nor
+    unexpected: the API server no longer has them.
+    """
+    generator.stop()
+    generator.reconcile()
+    expected = generator.versions - (unrecoverable or set())
+
+    def complete() -> dict[str, int] | None:
+        found = indexed_versions(engine, prefix)
+        return found if expected <= set(found) else None
+
+    try:
+        found = wait_for(f"all {len(expected)} versions indexed", complete, timeout=timeout, interval=2)
+    except AssertionError:
+        found = indexed_versions(engine, prefix)
+    time.sleep(2)
+    found = indexed_versions(engine, prefix)
+    return Figures(
+        produced=len(expected),
+        indexed=len(found),
+        lost=len(expected - set(found)),
+        unexpected=len(set(found) - generator.versions),
+        redeliveries=sum(v - 1 for v in found.values()),
+    )
