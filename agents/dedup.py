@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from typing import Any
 
@@ -11,7 +12,7 @@ from faust.types import EventT, StreamT
 from streams import events, logs, metrics
 from streams.application import app
 from streams.dedup import Seen, decide
-from streams.records import CleanEvent, DeadLetter
+from streams.records import MAX_ORIGINAL_BYTES, CleanEvent, DeadLetter
 from streams.tables.dedup import recall, remember
 from streams.topics import clean_topic, dead_letter_topic, raw_topic
 
@@ -21,10 +22,15 @@ log = logging.getLogger("streams.dedup")
 def dead_letter(stage: str, reason: str, detail: str, event: EventT) -> DeadLetter:
     message = event.message
     raw = message.value if isinstance(message.value, bytes) else b""
+    kept = raw[:MAX_ORIGINAL_BYTES]
     try:
-        original, encoding = raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        original, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        original, encoding = kept.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        # A cut in the middle of a character is not invalid UTF-8 in the original.
+        if len(kept) < len(raw) and exc.start >= len(kept) - 3:
+            original, encoding = kept[: exc.start].decode("utf-8", "replace"), "utf-8"
+        else:
+            original, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     key = message.key
     return DeadLetter(
         stage=stage,
@@ -36,6 +42,9 @@ def dead_letter(stage: str, reason: str, detail: str, event: EventT) -> DeadLett
         original=original,
         encoding=encoding,
         key=key.decode("utf-8", "replace") if isinstance(key, bytes) else None,
+        size=len(raw),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        truncated=len(kept) < len(raw),
     )
 
 

@@ -24,6 +24,10 @@ class CleanEvent(faust.Record, serializer="json", include_metadata=False):  # ty
     event: dict[str, Any]
 
 
+#: Kafka refuses records over about 1 MB by default; a letter must fit with room to spare.
+MAX_ORIGINAL_BYTES = 256 * 1024
+
+
 class DeadLetter(faust.Record, serializer="json", include_metadata=False):  # type: ignore[call-arg]
     """A record that could not become a document, with why and the original bytes."""
 
@@ -33,7 +37,11 @@ class DeadLetter(faust.Record, serializer="json", include_metadata=False):  # ty
     topic: str
     partition: int
     offset: int
-    #: The original value: UTF-8 text when it decodes, else base64 (see ``encoding``).
+    #: The original value: UTF-8 text when it decodes, else base64 (see ``encoding``), cut to
+    #: :data:`MAX_ORIGINAL_BYTES` (``truncated``) so the letter itself fits in a Kafka record.
     original: str
     encoding: str
     key: str | None = None
+    size: int = 0
+    sha256: str = ""
+    truncated: bool = False

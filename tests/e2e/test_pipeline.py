@@ -138,28 +138,31 @@ async def test_replays_are_dropped_and_bad_records_dead_lettered(
         (b"z", b'{"metadata": {"resourceVersion": "1"}}'),
         (b"w", b"\xff\xfe\xfa"),
         (b"v", event("v", "3").replace(b'"count": 1', b'"count": "many"')),
+        (b"h", event("h", "1").replace(b"\xc3\xbcn", b"x" * 1_000_100)),
     ]
     # Replays of the same versions, and an older version of u0, around the bad records.
     await produce(kafka_bootstrap, raw, [*good, *bad, *good, (b"u0", event("u0", "9"))])
     expected = {f"u{i}:10" for i in range(20)}
     docs = wait_for_documents(search, worker.index_prefix, len(expected))
-    letters = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, dead, 5)]
+    letters = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, dead, 6)]
 
     assert sorted(d["_id"] for d in docs) == sorted(expected)
     assert docs[0]["message"] == "ünïcödé ✓"
     assert sorted(letter["reason"] for letter in letters) == sorted(
-        ["invalid_json", "invalid_json", "missing_uid", "invalid_utf8", "http_400"]
+        ["invalid_json", "invalid_json", "missing_uid", "invalid_utf8", "http_400", "too_large"]
     )
     by_reason = {letter["reason"]: letter for letter in letters}
     assert by_reason["invalid_utf8"]["encoding"] == "base64"
     assert by_reason["http_400"]["stage"] == "sink" and "count" in by_reason["http_400"]["detail"]
     assert by_reason["missing_uid"]["original"] == '{"metadata": {"resourceVersion": "1"}}'
+    huge = by_reason["too_large"]
+    assert huge["truncated"] and huge["size"] > 1_000_000 and len(huge["original"]) == 256 * 1024
 
     _, body = worker.get("/metrics")
     text = body.decode()
     assert metric(text, "k8sev_dedup_dropped_total", verdict="duplicate") == 20
     assert metric(text, "k8sev_dedup_dropped_total", verdict="stale") == 1
-    assert metric(text, "k8sev_events_rejected_total") == 5
+    assert metric(text, "k8sev_events_rejected_total") == 6
 
 
 def test_deployment_events_from_controllers_and_scheduler(
