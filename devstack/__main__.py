@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m devstack",
         description="Run the project's local stack: Kafka, Elasticsearch, OpenSearch and Kubernetes "
         "(etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) as local processes.",
-        epilog="Servers: kafka elasticsearch opensearch etcd kube-apiserver kube-controller-manager "
+        epilog="Servers: kafka elasticsearch opensearch search-https etcd kube-apiserver kube-controller-manager "
         "kube-scheduler kwok; `kube` names the Kubernetes five. No server named means all of them.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

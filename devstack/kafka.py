@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from devstack import maven, paths, ports, process
+from devstack import maven, paths, ports, process, tls
 from devstack.server import Server
 
 KAFKA_VERSION = "4.1.1"
@@ -49,7 +49,12 @@ class Kafka(Server):
     ready_timeout = 90.0
 
     def ports(self) -> Sequence[int]:
-        return (ports.port("KAFKA"), ports.port("KAFKA_CONTROLLER"))
+        return (
+            ports.port("KAFKA"),
+            ports.port("KAFKA_CONTROLLER"),
+            ports.port("KAFKA_SASL_SSL"),
+            ports.port("KAFKA_SSL"),
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -57,6 +62,7 @@ class Kafka(Server):
 
     def provision(self) -> None:
         self._classpath()
+        tls.ensure(self.name)
 
     def _classpath(self) -> list[Path]:
         return maven.classpath(self.name, _ARTIFACTS)
@@ -66,16 +72,42 @@ class Kafka(Server):
 
     def _config(self) -> Path:
         data = paths.data_dir(self.name)
-        port, controller = self.ports()
+        port, controller, sasl_ssl, ssl_port = self.ports()
+        data.mkdir(parents=True, exist_ok=True)
+        # Kafka reads PEM key stores: the private key and the certificate in one file.
+        keystore = data / "server-keystore.pem"
+        keystore.write_text(tls.server_key().read_text() + tls.server_cert().read_text())
+        keystore.chmod(0o600)
+        password = tls.credentials()["kafka_password"]
+        user = tls.credentials()["kafka_user"]
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{controller}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{port}",
+            "listeners": (
+                f"PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller},"
+                f"SASL_SSL://127.0.0.1:{sasl_ssl},SSL://127.0.0.1:{ssl_port}"
+            ),
+            "advertised.listeners": (
+                f"PLAINTEXT://127.0.0.1:{port},SASL_SSL://127.0.0.1:{sasl_ssl},SSL://127.0.0.1:{ssl_port}"
+            ),
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": ("PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL"),
+            # TLS for both secured listeners; SSL demands a client certificate, SASL_SSL a password.
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.location": str(keystore),
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls.ca_cert()),
+            "listener.name.ssl.ssl.client.auth": "required",
+            "listener.name.sasl_ssl.ssl.client.auth": "none",
+            "listener.name.sasl_ssl.sasl.enabled.mechanisms": "PLAIN,SCRAM-SHA-512",
+            "listener.name.sasl_ssl.plain.sasl.jaas.config": (
+                f'org.apache.kafka.common.security.plain.PlainLoginModule required user_{user}="{password}";'
+            ),
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
             "log.dirs": str(data / "logs"),
             "num.partitions": "1",
             # One node: internal topics with more replicas never become available and
@@ -93,7 +125,8 @@ class Kafka(Server):
             "delete.topic.enable": "true",
         }
         conf = data / "server.properties"
-        conf.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # it holds a password
+        os.close(fd)
         conf.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (data / "log4j2.properties").write_text(_LOG4J)
         return conf
@@ -128,8 +161,36 @@ class Kafka(Server):
         # A metadata round trip proves the broker *and* the controller quorum answer.
         return process.port_in_use(ports.port("KAFKA")) and asyncio.run(_cluster_ok(self.bootstrap))
 
+    def after_ready(self) -> None:
+        # SCRAM credentials live in the cluster metadata, not in a file: add (or reset) ours.
+        creds = tls.credentials()
+        process.run_logged(
+            self.name,
+            [
+                *self._base_cmd("kafka.admin.ConfigCommand"),
+                "--bootstrap-server",
+                self.bootstrap,
+                "--alter",
+                "--add-config",
+                f"SCRAM-SHA-512=[iterations=4096,password={creds['kafka_password']}]",
+                "--entity-type",
+                "users",
+                "--entity-name",
+                creds["kafka_user"],
+            ],
+            what="adding the SCRAM-SHA-512 user",
+            log=paths.log_file(self.name + "-admin"),
+            timeout=120,
+        )
+
     def env(self) -> Mapping[str, str]:
-        return {"DEVSTACK_KAFKA_BOOTSTRAP": self.bootstrap}
+        _, _, sasl_ssl, ssl_port = self.ports()
+        return {
+            "DEVSTACK_KAFKA_BOOTSTRAP": self.bootstrap,
+            "DEVSTACK_KAFKA_SASL_SSL_BOOTSTRAP": f"127.0.0.1:{sasl_ssl}",
+            "DEVSTACK_KAFKA_SSL_BOOTSTRAP": f"127.0.0.1:{ssl_port}",
+            **tls.client_env(),
+        }
 
 
 async def _cluster_ok(bootstrap: str) -> bool:

@@ -32,6 +32,9 @@ class Server(abc.ABC):
     @abc.abstractmethod
     def probe(self) -> bool: ...
 
+    def after_ready(self) -> None:
+        """Set-up that needs the server answering (users, credentials); idempotent."""
+
     def env(self) -> Mapping[str, str]:
         return {}
 

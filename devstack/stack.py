@@ -17,9 +17,9 @@ log = logging.getLogger("devstack")
 
 def all_servers() -> list[Server]:
     # Imported here so `python -m devstack status` does not pay for every module.
-    from devstack import kafka, kube, search
+    from devstack import https_proxy, kafka, kube, search
 
-    return [*kafka.SERVERS, *search.SERVERS, *kube.SERVERS]
+    return [*kafka.SERVERS, *search.SERVERS, *https_proxy.SERVERS, *kube.SERVERS]
 
 
 def select(names: Iterable[str]) -> list[Server]:
@@ -79,6 +79,7 @@ def up(servers: Sequence[Server]) -> None:
         for server in wave:
             started = time.monotonic()
             process.wait_ready(server.name, server.probe, server.ready_timeout)
+            server.after_ready()
             log.info("%s ready in %.1fs (%s)", server.name, time.monotonic() - started, server.describe())
             ready.add(server.name)
         pending = [s for s in pending if s.name not in ready]

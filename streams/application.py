@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 
 import faust
@@ -47,11 +48,32 @@ class App(faust.App):
         return _Transport(self.conf.broker_producer, self)
 
 
+def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """Faust's credentials for the configured Kafka security protocol (None: plaintext)."""
+    protocol = settings.kafka_security_protocol
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(settings.kafka_ca_file) if settings.kafka_ca_file else None)
+        if settings.kafka_cert_file and settings.kafka_key_file:
+            context.load_cert_chain(str(settings.kafka_cert_file), str(settings.kafka_key_file))
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.kafka_username,
+            password=settings.kafka_password,
+            ssl_context=context,
+            mechanism=settings.kafka_sasl_mechanism,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
 settings = load_settings()
 
 app = App(
     settings.app_id,
     broker=list(settings.brokers),
+    broker_credentials=broker_credentials(settings),
     web_host=settings.web_host,
     web_port=settings.web_port,
     datadir=str(settings.data_dir),

@@ -131,6 +131,9 @@ def _new_client(settings: Settings) -> Any:
     common: dict[str, Any] = {"request_timeout": 30}
     if settings.es_ca_certs is not None:
         common["ca_certs"] = str(settings.es_ca_certs)
+    if settings.es_client_cert is not None and settings.es_client_key is not None:
+        common["client_cert"] = str(settings.es_client_cert)
+        common["client_key"] = str(settings.es_client_key)
     auth: dict[str, Any] = {}
     if settings.es_username:
         auth["http_auth" if settings.search_engine == "opensearch" else "basic_auth"] = (

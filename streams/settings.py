@@ -146,6 +146,18 @@ def _engine(text: str) -> str:
     return text
 
 
+def _kafka_protocol(text: str) -> str:
+    if text not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ValueError(f"{text!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+    return text
+
+
+def _sasl_mechanism(text: str) -> str:
+    if text not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ValueError(f"{text!r} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+    return text
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 < value < 65536:
@@ -187,6 +199,20 @@ class Settings:
     dead_letter_topic: str = _setting("DEAD_LETTER_TOPIC", "k8s-event-dead-letter", _topic, "rejected records")
     topic_partitions: int = _setting("TOPIC_PARTITIONS", "6", _positive_int, "partitions of the topics we create")
     topic_replicas: int = _setting("TOPIC_REPLICAS", "1", _positive_int, "replication factor of our topics")
+    kafka_security_protocol: str = _setting(
+        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _kafka_protocol, "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
+    )
+    kafka_sasl_mechanism: str = _setting(
+        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", _sasl_mechanism, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+    )
+    kafka_username: str = _setting("KAFKA_USERNAME", "", str, "SASL user")
+    kafka_password: str = _setting("KAFKA_PASSWORD", "", str, "SASL password", secret=True)
+    kafka_password_file: Path | None = _setting(
+        "KAFKA_PASSWORD_FILE", "", _optional_file, "file holding the SASL password (a mounted Secret)"
+    )
+    kafka_ca_file: Path | None = _setting("KAFKA_CA_FILE", "", _optional_file, "CA bundle for Kafka TLS")
+    kafka_cert_file: Path | None = _setting("KAFKA_CERT_FILE", "", _optional_file, "client certificate for Kafka TLS")
+    kafka_key_file: Path | None = _setting("KAFKA_KEY_FILE", "", _optional_file, "its private key")
     session_timeout: float = _setting(
         "SESSION_TIMEOUT", "30s", _positive_duration, "a worker silent this long leaves the consumer group"
     )
@@ -233,7 +259,11 @@ class Settings:
     es_username: str = _setting("ES_USERNAME", "", str, "basic-auth user")
     es_password: str = _setting("ES_PASSWORD", "", str, "basic-auth password", secret=True)
     es_api_key: str = _setting("ES_API_KEY", "", str, "API key (Elasticsearch)", secret=True)
+    es_password_file: Path | None = _setting("ES_PASSWORD_FILE", "", _optional_file, "file holding the password")
+    es_api_key_file: Path | None = _setting("ES_API_KEY_FILE", "", _optional_file, "file holding the API key")
     es_ca_certs: Path | None = _setting("ES_CA_CERTS", "", _optional_file, "CA bundle for https")
+    es_client_cert: Path | None = _setting("ES_CLIENT_CERT", "", _optional_file, "client certificate for https")
+    es_client_key: Path | None = _setting("ES_CLIENT_KEY", "", _optional_file, "its private key")
     index_prefix: str = _setting("INDEX_PREFIX", "k8s-event", _index_prefix, "daily indices <prefix>-YYYY.MM.dd")
     index_replicas: int = _setting("INDEX_REPLICAS", "1", _non_negative_int, "replicas of the daily indices")
     index_refresh_interval: str = _setting("INDEX_REFRESH_INTERVAL", "1s", str, "refresh interval of the indices")
@@ -262,6 +292,8 @@ class Settings:
             except ValueError as exc:
                 shown = "***" if f.metadata["secret"] else repr(_redact_all(text))
                 problems.append(f"{var}={shown}: {exc}")
+        if not problems:
+            problems.extend(_read_secret_files(values))
         if not problems:
             problems.extend(_cross_checks(values))
         if problems:
@@ -292,6 +324,31 @@ class Settings:
         return [(PREFIX + f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in fields(cls)]
 
 
+def _read_secret_files(values: dict[str, Any]) -> list[str]:
+    """Secrets given as files (mounted Kubernetes Secrets) become the secret values themselves."""
+    problems = []
+    for file_field, value_field in (
+        ("kafka_password_file", "kafka_password"),
+        ("es_password_file", "es_password"),
+        ("es_api_key_file", "es_api_key"),
+    ):
+        path = values[file_field]
+        if path is None:
+            continue
+        variable = PREFIX + value_field.upper()
+        if values[value_field]:
+            problems.append(f"{variable} and {variable}_FILE are both set: choose one")
+            continue
+        try:
+            values[value_field] = path.read_text().strip()
+        except OSError as exc:
+            problems.append(f"{variable}_FILE={str(path)!r}: unreadable ({exc.strerror})")
+            continue
+        if not values[value_field]:
+            problems.append(f"{variable}_FILE={str(path)!r}: the file is empty")
+    return problems
+
+
 def _own_namespace() -> str:
     try:
         return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
@@ -320,6 +377,23 @@ def _cross_checks(values: dict[str, Any]) -> list[str]:
     if values["watch_idle_timeout"] <= values["watch_timeout"]:
         # A quiet scope sends nothing until the server ends the WATCH: that is no dead connection.
         problems.append(f"{PREFIX}WATCH_IDLE_TIMEOUT must be longer than {PREFIX}WATCH_TIMEOUT")
+    if values["kafka_security_protocol"].startswith("SASL") and not (
+        values["kafka_username"] and values["kafka_password"]
+    ):
+        problems.append(
+            f"{PREFIX}KAFKA_SECURITY_PROTOCOL={values['kafka_security_protocol']} needs {PREFIX}KAFKA_USERNAME "
+            f"and {PREFIX}KAFKA_PASSWORD (or {PREFIX}KAFKA_PASSWORD_FILE)"
+        )
+    if bool(values["kafka_cert_file"]) != bool(values["kafka_key_file"]):
+        problems.append(f"{PREFIX}KAFKA_CERT_FILE and {PREFIX}KAFKA_KEY_FILE go together")
+    if bool(values["es_client_cert"]) != bool(values["es_client_key"]):
+        problems.append(f"{PREFIX}ES_CLIENT_CERT and {PREFIX}ES_CLIENT_KEY go together")
+    tls_files = values["kafka_ca_file"] or values["kafka_cert_file"]
+    if tls_files and values["kafka_security_protocol"] in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        problems.append(
+            f"{PREFIX}KAFKA_CA_FILE/_CERT_FILE are set but {PREFIX}KAFKA_SECURITY_PROTOCOL="
+            f"{values['kafka_security_protocol']} does not use TLS"
+        )
     if values["es_api_key"] and values["es_username"]:
         problems.append(f"{PREFIX}ES_API_KEY and {PREFIX}ES_USERNAME are exclusive: choose one way to authenticate")
     return problems

@@ -70,7 +70,9 @@ async def test_bad_records_become_dead_letters_and_the_rest_flows(sent: Sent) ->
     async with dedup.test_context() as agent:
         await agent.put(b"{not json", key=b"x")
         await agent.put(raw("c", "1"), key=b"c")
-        await agent.put(raw("d", "1", lastTimestamp="yesterday", metadata={"uid": "d", "resourceVersion": "1"}), key=b"d")
+        await agent.put(
+            raw("d", "1", lastTimestamp="yesterday", metadata={"uid": "d", "resourceVersion": "1"}), key=b"d"
+        )
     assert [c.uid for c in sent.clean] == ["c"]
     assert [(d.reason, d.stage, d.encoding) for d in sent.dead] == [
         ("invalid_json", "dedup", "utf-8"),

@@ -91,3 +91,47 @@ def test_durations_reject_or_parse_never_crash(text: str) -> None:
     except ValueError:
         return
     assert value >= 0
+
+
+def test_secrets_from_files(tmp_path: Path) -> None:
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    settings = Settings.from_env(
+        {
+            "K8SEV_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "K8SEV_KAFKA_USERNAME": "alice",
+            "K8SEV_KAFKA_PASSWORD_FILE": str(password),
+            "K8SEV_ES_USERNAME": "elastic",
+            "K8SEV_ES_PASSWORD_FILE": str(password),
+        }
+    )
+    assert settings.kafka_password == "s3cret" and settings.es_password == "s3cret"
+    assert "s3cret" not in str(settings.describe())
+
+
+def test_security_settings_are_checked_together(tmp_path: Path) -> None:
+    empty, cert = tmp_path / "empty", tmp_path / "cert.pem"
+    empty.write_text("")
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "K8SEV_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "K8SEV_ES_PASSWORD": "x",
+                "K8SEV_ES_PASSWORD_FILE": str(empty),
+            }
+        )
+    text = str(caught.value)
+    assert "both set" in text
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"})
+    assert "needs K8SEV_KAFKA_USERNAME" in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_KAFKA_CERT_FILE": str(cert), "K8SEV_KAFKA_SECURITY_PROTOCOL": "SSL"})
+    assert "go together" in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_KAFKA_CA_FILE": str(cert)})
+    assert "does not use TLS" in str(caught.value)
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_KAFKA_SASL_MECHANISM": "GSSAPI"})
+    assert "K8SEV_KAFKA_SASL_MECHANISM" in str(caught.value)
