@@ -116,7 +116,7 @@ class SearchHttps(Server):
         context = ssl.create_default_context(cafile=str(tls.ca_cert()))
         url = f"https://127.0.0.1:{ports.port('ELASTICSEARCH_TLS')}/_cluster/health"
         try:
-            urllib.request.urlopen(url, timeout=2, context=context)  # noqa: S310 - loopback
+            urllib.request.urlopen(url, timeout=2, context=context)
         except urllib.error.HTTPError as exc:
             return exc.code == 401
         except OSError:

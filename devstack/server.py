@@ -32,7 +32,7 @@ class Server(abc.ABC):
     @abc.abstractmethod
     def probe(self) -> bool: ...
 
-    def after_ready(self) -> None:
+    def after_ready(self) -> None:  # noqa: B027 - optional hook, most servers need none
         """Set-up that needs the server answering (users, credentials); idempotent."""
 
     def env(self) -> Mapping[str, str]:

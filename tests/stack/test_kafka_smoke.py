@@ -18,7 +18,7 @@ async def test_broker_is_kraft_kafka_4(kafka_bootstrap: str) -> None:
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
-        versions = admin._client.cluster.brokers()  # noqa: SLF001 - the client keeps what it negotiated
+        versions = admin._client.cluster.brokers()
     finally:
         await admin.close()
     assert [b["node_id"] for b in cluster["brokers"]] == [1]

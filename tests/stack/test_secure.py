@@ -29,7 +29,7 @@ def raw_event(uid: str) -> bytes:
             "type": "Normal",
             "count": 1,
             "lastTimestamp": stamp,
-        }  # fmt: skip
+        }
     ).encode()
 
 

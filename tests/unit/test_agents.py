@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -37,7 +36,7 @@ class Sent:
 
 
 @pytest.fixture
-async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Sent]:
+def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
     out = Sent()
 
     async def to_clean(*, key: bytes, value: Any, **_: Any) -> None:
@@ -48,7 +47,7 @@ async def sent(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Sent]:
 
     monkeypatch.setattr(clean_topic, "send", to_clean)
     monkeypatch.setattr(dead_letter_topic, "send", to_dead)
-    yield out
+    return out
 
 
 async def test_each_version_once_with_its_occurrences(sent: Sent) -> None:
