@@ -12,11 +12,13 @@ import heapq
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 from faust import web
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.types import TP
 
 from streams import logs
 from streams.application import app, settings
@@ -24,6 +26,7 @@ from streams.health import READINESS
 from streams.metrics import REGISTRY
 from streams.search import SearchClient
 from streams.tables.counts import WINDOWS, by_kind, by_reason, split_kind_key, split_reason_key
+from streams.topics import by_kind_topic, by_namespace_topic
 
 log = logging.getLogger("streams.web")
 
@@ -60,19 +63,42 @@ def _window_range(label: str, ago: int, now: float | None = None) -> tuple[float
     return start, start + size
 
 
-def _local_counts(table: Any, start: float) -> dict[str, int]:
-    """This worker's counts for the window starting at ``start``, from the table's local store."""
+def _owned(topic: str) -> Callable[[str], bool]:
+    """Whether this worker actively owns the partition a grouping key hashes to in ``topic``.
+
+    The local store also holds standby copies of other workers' partitions (and, with the
+    in-memory store, what this worker owned before a rebalance): counting those would count
+    twice when the views of all workers are merged.
+    """
+    actives = app.assignor.assigned_actives()
+    cache: dict[str, bool] = {}
+
+    def owned(group: str) -> bool:
+        if group not in cache:
+            tp = app.producer.key_partition(topic, group.encode())
+            cache[group] = TP(topic, tp.partition) in actives
+        return cache[group]
+
+    return owned
+
+
+def _local_counts(
+    table: Any, start: float, owned: Callable[[str], bool], group_of: Callable[[str], str]
+) -> dict[str, int]:
+    """This worker's counts for the window starting at ``start``, from the partitions it owns."""
     out: dict[str, int] = {}
-    for key, value in table.table.data.items():
+    for key, value in list(table.table.data.items()):
         name, (window_start, _) = key
-        if abs(window_start - start) < 1e-3 and value:
+        if abs(window_start - start) < 1e-3 and value and owned(group_of(name)):
             out[name] = out.get(name, 0) + int(value)
     return out
 
 
-async def _gather(request: web.Request, table: Any, start: float) -> tuple[dict[str, int], list[str]]:
+async def _gather(
+    request: web.Request, table: Any, start: float, topic: str, group_of: Callable[[str], str]
+) -> tuple[dict[str, int], list[str]]:
     """Counts of the whole table: ours plus every other owning worker's local share."""
-    mine = _local_counts(table, start)
+    mine = _local_counts(table, start, _owned(topic), group_of)
     if request.query.get("scope") == "local":
         return mine, []
     own_url = str(app.conf.canonical_url).rstrip("/")
@@ -110,7 +136,9 @@ async def reasons_view(self: web.View, request: web.Request) -> web.Response:
     except BadRequest as exc:
         return self.json({"error": str(exc)}, status=400)
     start, end = _window_range(label, ago)
-    counts, failed = await _gather(request, by_reason[label], start)
+    counts, failed = await _gather(
+        request, by_reason[label], start, by_namespace_topic.get_topic_name(), lambda k: split_reason_key(k)[0]
+    )
     namespace, event_type = request.query.get("namespace"), request.query.get("type")
     selected = {}
     for key, value in counts.items():
@@ -148,7 +176,9 @@ async def kinds_view(self: web.View, request: web.Request) -> web.Response:
     except BadRequest as exc:
         return self.json({"error": str(exc)}, status=400)
     start, end = _window_range(label, ago)
-    counts, failed = await _gather(request, by_kind[label], start)
+    counts, failed = await _gather(
+        request, by_kind[label], start, by_kind_topic.get_topic_name(), lambda k: split_kind_key(k)[0]
+    )
     kind = request.query.get("kind")
     selected = {k: v for k, v in counts.items() if kind is None or split_kind_key(k)[0] == kind}
     if request.query.get("raw"):

@@ -205,3 +205,49 @@ def test_deployment_events_from_controllers_and_scheduler(
         assert events.parse_time(doc["@timestamp"]) == event_time.replace(
             microsecond=event_time.microsecond // 1000 * 1000
         )
+
+
+def test_count_views_agree_on_every_worker(
+    make_worker: Any, kube_client: client.ApiClient, namespace: str, es_client: Elasticsearch
+) -> None:
+    # Two workers share the tables' partitions; each answers for the whole table by asking the other.
+    first = make_worker(K8SEV_NAMESPACES=namespace, K8SEV_SESSION_TIMEOUT="8s")
+    second = make_worker(**{**first.env, "K8SEV_WEB_PORT": str(first.port + 1), "K8SEV_IDENTITY": "second"})
+    core = client.CoreV1Api(kube_client)
+    # Reasons spread over namespaces' partitions only by namespace; kinds spread by kind.
+    for i in range(12):
+        create_event(core, namespace, f"ev-{i}", reason=f"Reason{i % 4}", count=i + 1)
+    expected = sum(range(1, 13))
+
+    def totals() -> list[int] | None:
+        found = [counts_total(w, namespace, "1h") for w in (first, second)]
+        return found if found == [expected, expected] else None
+
+    wait_for("both workers to report every occurrence", totals, timeout=120)
+    query = f"/counts/reasons/?window=1h&namespace={namespace}&scope=local"
+    local = sorted(json.loads(w.get(query)[1])["total"] for w in (first, second))
+    # The namespace's keys live in one partition: its owner has them all, the other (maybe a
+    # standby holding a copy) reports none of them.
+    assert local == [0, expected]
+    _, body = second.get("/counts/kinds/?window=1h&kind=Pod")
+    assert json.loads(body)["total"] >= expected
+
+
+def test_retention_command_deletes_only_old_daily_indices(make_worker: Any, es_client: Elasticsearch) -> None:
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    worker = make_worker(K8SEV_INGEST="false")
+    prefix = worker.index_prefix
+    today = datetime.now(UTC).strftime("%Y.%m.%d")
+    for day in ("2020.01.01", "2020.01.02", today):
+        es_client.indices.create(index=f"{prefix}-{day}")
+    command = [sys.executable, "-m", "faust", "-A", "streams", "--loglevel", "info", "retention", "--days", "30"]
+    dry = subprocess.run([*command, "--dry-run"], env=worker.env, capture_output=True, text=True, timeout=120)
+    assert dry.returncode == 0, dry.stderr
+    assert f"would delete 2 index(es): {prefix}-2020.01.01 {prefix}-2020.01.02" in dry.stdout
+    done = subprocess.run(command, env=worker.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(es_client.indices.get(index=f"{prefix}-*")) == [f"{prefix}-{today}"]
+    assert "event=retention_deleted" in done.stderr + done.stdout
