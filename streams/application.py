@@ -74,6 +74,9 @@ app = App(
     settings.app_id,
     broker=list(settings.brokers),
     broker_credentials=broker_credentials(settings),
+    # Faust binds web_bind and advertises http://web_host:web_port to the other workers, which
+    # ask it for its share of the count tables.
+    web_bind=settings.web_bind,
     web_host=settings.web_host,
     web_port=settings.web_port,
     datadir=str(settings.data_dir),

@@ -273,7 +273,10 @@ class Settings:
     retention_interval: float = _setting("RETENTION_INTERVAL", "1h", _positive_duration, "how often retention runs")
 
     web_port: int = _setting("WEB_PORT", "6066", _port, "Faust web server: views, /healthz, /readyz, /metrics")
-    web_host: str = _setting("WEB_HOST", "0.0.0.0", str, "address the web server binds")  # noqa: S104
+    web_bind: str = _setting("WEB_BIND", "0.0.0.0", str, "address the web server listens on")  # noqa: S104
+    web_host: str = _setting(
+        "WEB_HOST", "", str, "how other workers reach this one's web server (pod IP); empty: the host name"
+    )
     data_dir: Path = _setting("DATA_DIR", "", lambda s: Path(s) if s else Path("."), "Faust table state")
 
     @classmethod
@@ -302,6 +305,8 @@ class Settings:
             values["lease_name"] = f"{values['app_id']}-ingest"
         if not values["lease_namespace"]:
             values["lease_namespace"] = _own_namespace()
+        if not values["web_host"]:
+            values["web_host"] = socket.gethostname()
         if not values["identity"]:
             values["identity"] = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         if not env.get(PREFIX + "DATA_DIR"):

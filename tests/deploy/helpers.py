@@ -1,0 +1,82 @@
+"""What the deployment tests share: paths, the worker's defaults, YAML loading and a small kustomize.
+
+The kustomize here covers what ``k8s/`` uses and nothing more: ``resources`` (files, or folders with
+their own kustomization), ``components`` and ``namespace``. Where ``kubectl`` is installed, a test
+compares it with ``kubectl kustomize``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from streams.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_DIR = ROOT / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+K8S_DIR = ROOT / "k8s"
+DOCKERFILE = ROOT / "Dockerfile"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+
+# Kinds without a namespace, among those the manifests use.
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+
+
+def project_version() -> str:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        version: str = tomllib.load(f)["project"]["version"]
+    return version
+
+
+def image_name() -> str:
+    """The worker image as the Dockerfile, compose, k8s and the docs name it."""
+    return f"k8s-event-streams:{project_version()}"
+
+
+def defaults() -> dict[str, str]:
+    """Every K8SEV_* variable and its default, from the worker's own settings."""
+    return {variable: default for variable, default, _ in Settings.documentation()}
+
+
+def default_settings() -> Settings:
+    return Settings.from_env({})
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def load_all_yaml(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def kustomize(directory: Path) -> list[dict[str, Any]]:
+    """The objects ``kubectl kustomize directory`` would print, for the subset of kustomize k8s/ uses."""
+    spec = load_yaml(directory / "kustomization.yaml")
+    allowed = {"apiVersion", "kind", "namespace", "resources", "components"}
+    unknown = set(spec) - allowed
+    if unknown:
+        raise ValueError(f"{directory}/kustomization.yaml uses {sorted(unknown)}, which this renderer does not know")
+    objects: list[dict[str, Any]] = []
+    for entry in [*spec.get("resources", []), *spec.get("components", [])]:
+        path = (directory / entry).resolve()
+        if path.is_dir():
+            objects.extend(kustomize(path))
+        else:
+            objects.extend(load_all_yaml(path))
+    namespace = spec.get("namespace")
+    if namespace:
+        for obj in objects:
+            if obj["kind"] not in CLUSTER_SCOPED:
+                obj.setdefault("metadata", {})["namespace"] = namespace
+    return objects
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    matches = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+    assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
+    return matches[0]
