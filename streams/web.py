@@ -13,6 +13,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -127,17 +128,44 @@ def _iso(stamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
 
+@dataclass(frozen=True)
+class WindowQuery:
+    label: str
+    start: float
+    end: float
+    top: int
+
+    def body(self, filters: dict[str, str | None], selected: dict[str, int], failed: list[str]) -> dict[str, Any]:
+        return {
+            "window": self.label,
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "filters": filters,
+            "total": sum(selected.values()),
+            "partial": failed,
+        }
+
+
+def _query(request: web.Request) -> WindowQuery:
+    label, ago = _window(request)
+    top = _top(request)
+    start, end = _window_range(label, ago)
+    return WindowQuery(label, start, end, top)
+
+
 @app.page("/counts/reasons/")
 async def reasons_view(self: web.View, request: web.Request) -> web.Response:
     """Top reasons and namespaces in one window; ``namespace`` and ``type`` filter."""
     try:
-        label, ago = _window(request)
-        top = _top(request)
+        query = _query(request)
     except BadRequest as exc:
         return self.json({"error": str(exc)}, status=400)
-    start, end = _window_range(label, ago)
     counts, failed = await _gather(
-        request, by_reason[label], start, by_namespace_topic.get_topic_name(), lambda k: split_reason_key(k)[0]
+        request,
+        by_reason[query.label],
+        query.start,
+        by_namespace_topic.get_topic_name(),
+        lambda k: split_reason_key(k)[0],
     )
     namespace, event_type = request.query.get("namespace"), request.query.get("type")
     selected = {}
@@ -153,48 +181,30 @@ async def reasons_view(self: web.View, request: web.Request) -> web.Response:
         ns, typ, reason = split_reason_key(key)
         reasons[(typ, reason)] += value
         namespaces[ns] += value
-    return self.json(
-        {
-            "window": label,
-            "start": _iso(start),
-            "end": _iso(end),
-            "filters": {"namespace": namespace, "type": event_type},
-            "total": sum(selected.values()),
-            "reasons": [{"type": t, "reason": r, "count": c} for (t, r), c in _most(reasons, top)],
-            "namespaces": [{"namespace": ns, "count": c} for ns, c in _most(namespaces, top)],
-            "partial": failed,
-        }
-    )
+    body = query.body({"namespace": namespace, "type": event_type}, selected, failed)
+    body["reasons"] = [{"type": t, "reason": r, "count": c} for (t, r), c in _most(reasons, query.top)]
+    body["namespaces"] = [{"namespace": ns, "count": c} for ns, c in _most(namespaces, query.top)]
+    return self.json(body)
 
 
 @app.page("/counts/kinds/")
 async def kinds_view(self: web.View, request: web.Request) -> web.Response:
     """Top (involved kind, reason) pairs in one window; ``kind`` filters."""
     try:
-        label, ago = _window(request)
-        top = _top(request)
+        query = _query(request)
     except BadRequest as exc:
         return self.json({"error": str(exc)}, status=400)
-    start, end = _window_range(label, ago)
     counts, failed = await _gather(
-        request, by_kind[label], start, by_kind_topic.get_topic_name(), lambda k: split_kind_key(k)[0]
+        request, by_kind[query.label], query.start, by_kind_topic.get_topic_name(), lambda k: split_kind_key(k)[0]
     )
     kind = request.query.get("kind")
     selected = {k: v for k, v in counts.items() if kind is None or split_kind_key(k)[0] == kind}
     if request.query.get("raw"):
         return self.json({"counts": selected})
     pairs = Counter({split_kind_key(k): v for k, v in selected.items()})
-    return self.json(
-        {
-            "window": label,
-            "start": _iso(start),
-            "end": _iso(end),
-            "filters": {"kind": kind},
-            "total": sum(selected.values()),
-            "kinds": [{"kind": k, "reason": r, "count": c} for (k, r), c in _most(pairs, top)],
-            "partial": failed,
-        }
-    )
+    body = query.body({"kind": kind}, selected, failed)
+    body["kinds"] = [{"kind": k, "reason": r, "count": c} for (k, r), c in _most(pairs, query.top)]
+    return self.json(body)
 
 
 def _most(counter: Counter[Any], top: int) -> list[tuple[Any, int]]:
