@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -251,3 +252,39 @@ def test_retention_command_deletes_only_old_daily_indices(make_worker: Any, es_c
     assert done.returncode == 0, done.stderr
     assert sorted(es_client.indices.get(index=f"{prefix}-*")) == [f"{prefix}-{today}"]
     assert "event=retention_deleted" in done.stderr + done.stdout
+
+
+async def test_offsets_are_committed_once_documents_are_indexed(
+    make_worker: Any, es_client: Elasticsearch, kafka_bootstrap: str
+) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    worker = make_worker(K8SEV_INGEST="false")
+    records = []
+    for i in range(30):
+        body = {
+            "metadata": {"uid": f"c{i}", "resourceVersion": "1", "namespace": "commit", "name": f"c{i}"},
+            "reason": "Committed",
+            "lastTimestamp": "2026-03-04T05:06:07Z",
+        }
+        records.append((f"c{i}".encode(), json.dumps(body).encode()))
+    await produce(kafka_bootstrap, worker.env["K8SEV_TOPIC"], records)
+    wait_for_documents(es_client, worker.index_prefix, 30)
+    clean = worker.env["K8SEV_CLEAN_TOPIC"]
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+
+        async def committed() -> int:
+            offsets = await admin.list_consumer_group_offsets(worker.env["K8SEV_APP_ID"])
+            return sum(meta.offset for tp, meta in offsets.items() if tp.topic == clean and meta.offset > 0)
+
+        deadline = time.monotonic() + 30
+        total = await committed()
+        while total < 30 and time.monotonic() < deadline:
+            await asyncio.sleep(1)
+            total = await committed()
+    finally:
+        await admin.close()
+    # Every clean record was acknowledged by the sink and both count agents, and committed.
+    assert total == 30
