@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from datetime import datetime
 from typing import Any
 
 from faust.types import EventT, StreamT
@@ -64,9 +65,16 @@ async def reject(stage: str, reason: str, detail: str, event: EventT) -> None:
     )
 
 
-def to_clean(event: dict[str, Any], occurrences: int) -> CleanEvent:
-    uid, resource_version = events.identity(event)
-    when = events.event_time(event)
+def to_clean(
+    event: dict[str, Any],
+    occurrences: int,
+    when: datetime | None = None,
+    identity: tuple[str, str] | None = None,
+) -> CleanEvent:
+    """The clean record of ``event``; ``when`` and ``identity`` save parsing them again."""
+    uid, resource_version = identity or events.identity(event)
+    if when is None:
+        when = events.event_time(event)
     summary = events.summary(event)
     return CleanEvent(
         uid=uid,
@@ -87,24 +95,24 @@ async def process(event: EventT) -> None:
     except events.RejectedRecord as exc:
         await reject("dedup", exc.reason, exc.detail, event)
         return
-    if events.event_time(body) is None:
+    when = events.event_time(body)
+    if when is None:
         await reject("dedup", "no_event_time", "none of the time fields parses as RFC 3339", event)
         return
-    uid, resource_version = events.identity(body)
+    uid, resource_version = identity = events.identity(body)
     count = events.occurrence_count(body)
     decision = decide(recall(uid), resource_version, count)
     if not decision.deliver:
         metrics.DEDUP_DROPPED.labels(verdict=decision.verdict).inc()
         return
-    clean = to_clean(body, decision.occurrences)
+    clean = to_clean(body, decision.occurrences, when, identity)
     # Sent before the table remembers it, so a crash in between repeats the version (harmless:
     # same document id) rather than losing it.
     await clean_topic.send(key=uid.encode(), value=clean, force=True)
     remember(uid, Seen(resource_version, count))
-    labels = {"type": metrics.event_type_label(clean.type), "namespace": metrics.namespace_label(clean.namespace)}
-    metrics.DEDUP_DELIVERED.labels(**labels).inc()
+    metrics.by_type_and_namespace(metrics.DEDUP_DELIVERED, clean.type, clean.namespace).inc()
     if decision.occurrences:
-        metrics.OCCURRENCES.labels(**labels).inc(decision.occurrences)
+        metrics.by_type_and_namespace(metrics.OCCURRENCES, clean.type, clean.namespace).inc(decision.occurrences)
 
 
 @app.agent(raw_topic)

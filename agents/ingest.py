@@ -56,9 +56,7 @@ async def publish(event: dict[str, Any]) -> asyncio.Future[Any] | None:
         return None
     future: asyncio.Future[Any] = await raw_topic.send(key=uid.encode(), value=encode(event))
     summary = events.summary(event)
-    metrics.EVENTS_INGESTED.labels(
-        type=metrics.event_type_label(summary.type), namespace=metrics.namespace_label(summary.namespace)
-    ).inc()
+    metrics.by_type_and_namespace(metrics.EVENTS_INGESTED, summary.type, summary.namespace).inc()
     when = events.event_time(event)
     if when is not None:
         metrics.INGEST_LAG.observe(max(0.0, time.time() - when.timestamp()))

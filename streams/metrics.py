@@ -8,6 +8,7 @@ with ten thousand namespaces cannot blow up the scrape.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -42,6 +43,22 @@ namespace_label = BoundedLabel(MAX_NAMESPACE_LABELS)
 
 def event_type_label(value: str) -> str:
     return value if value in ("Normal", "Warning") else OTHER
+
+
+_CHILDREN: dict[tuple[int, str, str], Any] = {}
+
+
+def by_type_and_namespace(counter: Counter, event_type: str, namespace: str) -> Any:
+    """``counter``'s child for this event type and namespace (bounded labels), cached.
+
+    Looking a labelled child up costs more than the increment itself, on the path every event takes.
+    """
+    labels = (event_type_label(event_type), namespace_label(namespace))
+    key = (id(counter), *labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = counter.labels(type=labels[0], namespace=labels[1])
+    return child
 
 
 EVENTS_INGESTED = Counter(

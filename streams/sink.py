@@ -10,6 +10,7 @@ because the offsets move only after :meth:`Indexer.index` returns and every docu
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -146,12 +147,7 @@ class Indexer:
                 rejection = Rejection(pending[position], status, error)
                 await self._dead_letter(rejection)
                 metrics.EVENTS_REJECTED.labels(stage="sink", reason=f"http_{status}").inc()
-            done = set(range(len(pending))) - set(retry) - {p for p, _, _ in refused}
-            for position in done:
-                item = pending[position]
-                metrics.EVENTS_INDEXED.labels(
-                    type=metrics.event_type_label(item.type), namespace=metrics.namespace_label(item.namespace)
-                ).inc()
+            _count_indexed(pending, set(retry).union(p for p, _, _ in refused))
             if retry:
                 metrics.BULK_RETRIES.labels(cause="item").inc(len(retry))
                 logs.warning(log, "bulk_items_retried", count=len(retry), of=len(pending))
@@ -168,6 +164,15 @@ class Indexer:
     def _reachable(self) -> None:
         metrics.SEARCH_UP.set(1)
         READINESS.set("search", True, self._client.engine)
+
+
+def _count_indexed(batch: Sequence[CleanEvent], not_done: set[int]) -> None:
+    """Count the documents of ``batch`` the engine took, one increment per label pair."""
+    indexed: collections.Counter[tuple[str, str]] = collections.Counter(
+        (item.type, item.namespace) for position, item in enumerate(batch) if position not in not_done
+    )
+    for (event_type, namespace), count in indexed.items():
+        metrics.by_type_and_namespace(metrics.EVENTS_INDEXED, event_type, namespace).inc(count)
 
 
 def _cause(exc: Exception) -> str:

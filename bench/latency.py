@@ -1,0 +1,168 @@
+"""Latency: event created in the API server -> searchable in Elasticsearch, p50/p95/p99 per offered rate.
+
+A worker runs LIST+WATCH on a fresh namespace with default settings. For each offered rate events
+are created for ``--duration`` seconds from another process (concurrent raw HTTP), which hands
+every confirmed event (document id ``uid:resourceVersion``, time the create call returned) to this
+process at once. This process polls Elasticsearch every ``--poll`` seconds with an ``ids`` query for
+the documents not yet seen (a search sees only refreshed documents, so this is "searchable").
+
+latency = completion time of the first poll that returned the document - time the API server
+confirmed the create. It over-states by at most one poll interval plus one search round trip
+(reported), never under-states: the document was searchable no later than when the poll answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.common import Report, log, percentile
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", default="50,200,1000", help="offered rates, events/s")
+    parser.add_argument("--duration", type=float, default=25.0, help="seconds per rate")
+    parser.add_argument("--poll", type=float, default=0.1, help="seconds between searches")
+    parser.add_argument("--quick", action="store_true", help="10 s per rate")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--env", action="append", default=[], metavar="K8SEV_X=value", help="worker setting override")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.duration = min(args.duration, 10.0)
+    return args
+
+
+def measure(
+    stack: dict[str, str],
+    es: Any,
+    prefix: str,
+    namespace: str,
+    rate: float,
+    duration: float,
+    poll: float,
+    concurrency: int,
+    worker: common.Worker,
+) -> dict[str, Any]:
+    gen = common.GeneratorProcess(
+        stack["KUBECONFIG"],
+        namespace,
+        total=int(rate * duration),
+        rate=rate,
+        max_seconds=duration,
+        concurrency=concurrency,
+        name_prefix=f"l{int(rate)}",
+    ).start()
+    confirmed: dict[str, float] = {}
+    unseen: set[str] = set()
+    latency: dict[str, float] = {}
+    search_seconds: list[float] = []
+    deadline = time.monotonic() + duration + 120
+    while time.monotonic() < deadline:
+        for made in gen.poll(wait=0.0):
+            confirmed[made.doc_id] = made.confirmed
+            unseen.add(made.doc_id)
+        if gen.done and not unseen:
+            break
+        if unseen:
+            ids = sorted(unseen, key=confirmed.__getitem__)[:10_000]
+            asked = time.monotonic()
+            try:
+                found = es.search(
+                    index=f"{prefix}-*",
+                    query={"ids": {"values": ids}},
+                    size=len(ids),
+                    source=False,
+                    allow_no_indices=True,
+                    ignore_unavailable=True,
+                )
+            except Exception:
+                found = {"hits": {"hits": []}}
+            answered = time.time()
+            search_seconds.append(time.monotonic() - asked)
+            for hit in found["hits"]["hits"]:
+                if hit["_id"] in unseen:
+                    unseen.discard(hit["_id"])
+                    latency[hit["_id"]] = answered - confirmed[hit["_id"]]
+        worker.check()
+        time.sleep(poll)
+    result = gen.join(30)
+    values = list(latency.values())
+    return {
+        "created (confirmed) events/s": round(result.rate, 1),
+        "create errors": result.errors,
+        "p50 (s)": round(percentile(values, 50), 3),
+        "p95 (s)": round(percentile(values, 95), 3),
+        "p99 (s)": round(percentile(values, 99), 3),
+        "max (s)": round(max(values, default=0.0), 3),
+        "not searchable within 120 s": len(unseen),
+        "search round trip p50/max (s)": f"{percentile(search_seconds, 50):.3f}/{max(search_seconds, default=0):.3f}",
+    }
+
+
+def run(args: argparse.Namespace) -> Report:
+    stack = common.stack_env()
+    report = Report("latency", sys.argv[1:])
+    name = common.unique_name("bl")
+    namespace = name
+    tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    overrides = dict(item.split("=", 1) for item in args.env)
+    env = common.worker_env(stack, name, tmp, K8SEV_NAMESPACES=namespace, **overrides)
+    for key, value in {**common.machine(), **common.server_versions(stack)}.items():
+        report.add("machine", key, value)
+    for key, value in common.shown_settings(env).items():
+        report.add("settings", key, value)
+    report.add("settings", "poll interval (s)", args.poll)
+    worker: common.Worker | None = None
+    try:
+        common.create_namespace(stack["KUBECONFIG"], namespace)
+        worker = common.Worker(env, common.OUT / "logs" / f"{name}.log")
+        worker.start()
+        worker.wait_ready()
+        time.sleep(2)
+        es = common.es_client(stack)
+        for rate_text in args.rates.split(","):
+            rate = float(rate_text)
+            log(f"latency at {rate:g} events/s offered for {args.duration:g} s")
+            figures = measure(stack, es, name, namespace, rate, args.duration, args.poll, args.concurrency, worker)
+            for label, value in figures.items():
+                report.add(f"{rate:g} events/s offered", label, value)
+            time.sleep(2)
+        from streams.settings import Settings, parse_duration
+
+        settings = Settings.from_env(env)
+        goal = parse_duration(settings.index_refresh_interval) + 1.0
+        p99 = report.sections.get("200 events/s offered", {}).get("p99 (s)")
+        if p99 is not None:
+            report.add(
+                "goal",
+                f"p99 at 200/s <= refresh interval + 1 s = {goal:g} s",
+                f"{p99} ({'met' if p99 <= goal else 'NOT met'})",
+            )
+        report.add("memory", "worker RSS at the end (MiB)", common.mib(worker.memory()[0]))
+    finally:
+        if worker:
+            worker.stop()
+        if not args.keep:
+            common.cleanup(stack, name, namespace=namespace)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    report = run(args)
+    path = report.save()
+    print(report.render())
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()

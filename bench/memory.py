@@ -1,0 +1,191 @@
+"""Memory: the worker's RSS while many events pass, and with many events live in the API server.
+
+Stream: a producer process writes ``--events`` synthetic events (unique uid and resourceVersion,
+or ``--versions-per-uid`` versions of each uid) to the raw topic as fast as it can, while a worker
+with ``K8SEV_INGEST=false`` runs dedup, counts and the sink over them. RSS is sampled every second
+with the number of documents searchable, until all are.
+
+Live: ``--live`` events are created in a fresh namespace, then a worker LISTs and WATCHes it
+(``K8SEV_NAMESPACES``) until all are searchable, RSS sampled likewise.
+
+Goal: flat, under 300 MiB. "Flat" is judged by the growth over the second half of the stream.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import common
+from bench.common import Report, log, mib
+
+GOAL_MIB = 300.0
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000, help="events through the raw topic (0: skip)")
+    parser.add_argument("--versions-per-uid", type=int, default=1, help="versions sharing one uid (1: all unique)")
+    parser.add_argument("--live", type=int, default=100_000, help="events live in the API server (0: skip)")
+    parser.add_argument("--quick", action="store_true", help="100,000 through the topic, 10,000 live")
+    parser.add_argument("--env", action="append", default=[], metavar="K8SEV_X=value", help="worker setting override")
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events = min(args.events, 100_000)
+        args.live = min(args.live, 10_000)
+    return args
+
+
+def _producer_main(bootstrap: str, topic: str, total: int, versions: int) -> None:
+    def pairs() -> Any:
+        for event in common.synthetic_events(total, seed=23, versions_per_uid=versions):
+            yield event["metadata"]["uid"].encode(), common.encode(event)
+
+    asyncio.run(common.produce(bootstrap, topic, pairs(), total))
+
+
+def follow(
+    report: Report, section: str, worker: common.Worker, es: Any, prefix: str, total: int, timeout: float
+) -> list[tuple[float, int, int]]:
+    """Sample (seconds, RSS, documents searchable) every second until all ``total`` are searchable."""
+    samples: list[tuple[float, int, int]] = []
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        worker.check()
+        rss, _ = worker.memory()
+        count = common.es_count(es, prefix)
+        samples.append((time.monotonic() - worker.started_at, rss, count))
+        if count >= total:
+            break
+        time.sleep(1.0)
+    _, hwm = worker.memory()
+    if count < total:
+        report.add(section, "NOT all searchable before the timeout", f"{count} of {total}")
+    elapsed = samples[-1][0] if samples else 0.0
+    report.add(section, "all searchable after (s)", round(elapsed, 1))
+    report.add(section, "peak RSS (VmHWM, MiB)", mib(hwm))
+    for share in (0.1, 0.25, 0.5, 0.75, 1.0):
+        at = next((s for s in samples if s[2] >= share * total), samples[-1] if samples else (0, 0, 0))
+        report.add(section, f"RSS at {int(share * 100)}% searchable (MiB)", mib(at[1]))
+    half = [s for s in samples if s[2] >= total / 2]
+    if len(half) >= 2 and half[-1][2] > half[0][2]:
+        growth = (half[-1][1] - half[0][1]) / (half[-1][2] - half[0][2]) * 100_000
+        report.add(section, "growth over the second half (MiB per 100k events)", mib(growth))
+    report.add(section, f"goal: peak under {GOAL_MIB:g} MiB", "met" if mib(hwm) < GOAL_MIB else "NOT met")
+    return samples
+
+
+def stream(args: argparse.Namespace, stack: dict[str, str], report: Report, tmp: Path) -> None:
+    name = common.unique_name("bm")
+    overrides = dict(item.split("=", 1) for item in args.env)
+    env = common.worker_env(stack, name, tmp, K8SEV_INGEST="false", **overrides)
+    from streams.settings import Settings
+
+    settings = Settings.from_env(env)
+    section = f"stream: {args.events} events, {args.versions_per_uid} version(s) per uid"
+    for key, value in common.shown_settings(env).items():
+        report.add("settings", key, value)
+    worker: common.Worker | None = None
+    producer = None
+    try:
+        asyncio.run(
+            common.create_topic(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.raw_topic, settings.topic_partitions)
+        )
+        context = multiprocessing.get_context("spawn")
+        producer = context.Process(
+            target=_producer_main,
+            args=(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.raw_topic, args.events, args.versions_per_uid),
+            daemon=True,
+        )
+        producer.start()
+        worker = common.Worker(env, common.OUT / "logs" / f"{name}.log")
+        worker.start()
+        log(f"stream: {args.events} events through {settings.raw_topic}")
+        samples = follow(
+            report, section, worker, common.es_client(stack), name, args.events, timeout=max(600.0, args.events / 100)
+        )
+        _save_samples(name, samples)
+    finally:
+        if producer is not None:
+            producer.join(5)
+            if producer.is_alive():
+                producer.kill()
+        if worker:
+            worker.stop()
+        if not args.keep:
+            common.cleanup(stack, name)
+
+
+def live(args: argparse.Namespace, stack: dict[str, str], report: Report, tmp: Path) -> None:
+    name = common.unique_name("bm")
+    namespace = name
+    overrides = dict(item.split("=", 1) for item in args.env)
+    env = common.worker_env(stack, name, tmp, K8SEV_NAMESPACES=namespace, **overrides)
+    section = f"live: {args.live} events in the API server"
+    worker: common.Worker | None = None
+    try:
+        common.create_namespace(stack["KUBECONFIG"], namespace)
+        log(f"live: creating {args.live} events in {namespace}")
+        made = common.create_events_fast(stack["KUBECONFIG"], namespace, args.live)
+        report.add(section, "events created", len(made.created))
+        report.add(section, "create rate (events/s)", round(made.rate))
+        worker = common.Worker(env, common.OUT / "logs" / f"{name}.log")
+        worker.start()
+        samples = follow(
+            report,
+            section,
+            worker,
+            common.es_client(stack),
+            name,
+            len(made.created),
+            timeout=max(600.0, args.live / 100),
+        )
+        _save_samples(name, samples)
+    finally:
+        if worker:
+            worker.stop()
+        if not args.keep:
+            common.cleanup(stack, name, namespace=namespace)
+
+
+def _save_samples(name: str, samples: list[tuple[float, int, int]]) -> None:
+    common.OUT.mkdir(parents=True, exist_ok=True)
+    lines = ["seconds,rss_mib,searchable"] + [f"{t:.1f},{mib(r)},{c}" for t, r, c in samples]
+    (common.OUT / f"{name}-rss.csv").write_text("\n".join(lines) + "\n")
+
+
+def run(args: argparse.Namespace) -> Report:
+    stack = common.stack_env()
+    report = Report("memory", sys.argv[1:])
+    for key, value in {**common.machine(), **common.server_versions(stack)}.items():
+        report.add("machine", key, value)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    try:
+        if args.events:
+            stream(args, stack, report, tmp)
+        if args.live:
+            live(args, stack, report, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    report = run(args)
+    path = report.save()
+    print(report.render())
+    print(f"saved {path}")
+
+
+if __name__ == "__main__":
+    main()
