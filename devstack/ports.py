@@ -5,6 +5,7 @@ Kafka or Elasticsearch on the usual ports does not collide. Each can be moved wi
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 _DEFAULTS = {
     "KAFKA": 29092,
@@ -32,4 +33,17 @@ def port(name: str) -> int:
         return _DEFAULTS[name]
     if not value.isdigit() or not 0 < int(value) < 65536:
         raise ValueError(f"DEVSTACK_PORT_{name}={value!r} is not a TCP port")
+    low, high = ephemeral_range()
+    if low <= int(value) <= high:
+        # Outgoing connections take their source ports from this range: a restarted server may
+        # find its port taken by some client's socket and fail to bind.
+        raise ValueError(f"DEVSTACK_PORT_{name}={value} lies in the kernel's ephemeral port range {low}-{high}")
     return int(value)
+
+
+def ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999

@@ -67,3 +67,14 @@ def test_stop_leaves_no_process_of_the_group_behind() -> None:
     assert process.stop("kwok", timeout=2)
     assert not process._group_alive(pid)
     assert process.read_pid("kwok") is None
+
+
+def test_ports_in_the_ephemeral_range_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devstack import ports
+
+    low, _ = ports.ephemeral_range()
+    monkeypatch.setenv("DEVSTACK_PORT_KAFKA", str(low + 10))
+    with pytest.raises(ValueError, match="ephemeral port range"):
+        ports.port("KAFKA")
+    monkeypatch.setenv("DEVSTACK_PORT_KAFKA", "28092")
+    assert ports.port("KAFKA") == 28092
