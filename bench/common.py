@@ -33,6 +33,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from devstack import scratch
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 
@@ -548,11 +550,6 @@ def create_namespace(kubeconfig: str, name: str) -> None:
     kube_api(kubeconfig).create_namespace({"metadata": {"name": name, "labels": {"purpose": "bench"}}})
 
 
-def delete_namespace(kubeconfig: str, name: str) -> None:
-    with contextlib.suppress(Exception):
-        kube_api(kubeconfig).delete_namespace(name)
-
-
 def event_body(namespace: str, name: str, serial: int) -> dict[str, Any]:
     """An Event as a kubelet writes it (core/v1), about as large as a real one."""
     stamp = rfc3339(datetime.now(UTC))
@@ -796,38 +793,8 @@ def create_events_fast(
 
 
 def cleanup(stack: dict[str, str], name: str, *, namespace: str | None = None, prefixes: Sequence[str] = ()) -> None:
-    """Delete what a run made: indices and templates of ``name`` (and ``prefixes``), topics whose
-    name contains ``name``, the worker's Lease, and ``namespace`` (with its events)."""
-    es = es_client(stack)
-    for prefix in (name, *prefixes):
-        with contextlib.suppress(Exception):
-            names = list(es.indices.get(index=f"{prefix}-*", allow_no_indices=True, expand_wildcards="all"))
-            for start in range(0, len(names), 50):
-                es.indices.delete(index=",".join(names[start : start + 50]))
-        with contextlib.suppress(Exception):
-            es.indices.delete_index_template(name=f"{prefix}-template")
-
-    async def drop_topics() -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=stack["DEVSTACK_KAFKA_BOOTSTRAP"])
-        await admin.start()
-        try:
-            topics = [t for t in await admin.list_topics() if name in t]
-            if topics:
-                await admin.delete_topics(topics)
-        finally:
-            await admin.close()
-
-    with contextlib.suppress(Exception):
-        asyncio.run(drop_topics())
-    with contextlib.suppress(Exception):
-        from kubernetes import client, config
-
-        api = config.new_client_from_config(config_file=stack["KUBECONFIG"])
-        client.CoordinationV1Api(api).delete_namespaced_lease(f"{name}-ingest", "default")
-    if namespace:
-        delete_namespace(stack["KUBECONFIG"], namespace)
+    """Delete what a run made (see devstack.scratch.drop_app)."""
+    scratch.drop_app(stack, name, prefixes=prefixes, namespace=namespace)
 
 
 # --------------------------------------------------------------------------------------------- stats
@@ -916,3 +883,11 @@ class Report:
 
 def log(message: str) -> None:
     print(f"{datetime.now():%H:%M:%S} {message}", flush=True)
+
+
+def main(parse: Callable[[list[str] | None], Any], run: Callable[[Any], Any], argv: list[str] | None = None) -> None:
+    """The command line of every benchmark: parse, run, save the report and print it."""
+    report = run(parse(argv))
+    path = report.save()
+    print(report.render())
+    print(f"saved {path}")

@@ -268,11 +268,7 @@ async def _wait_offsets(
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse(argv)
-    report = run(args)
-    path = report.save()
-    print(report.render())
-    print(f"saved {path}")
+    common.main(parse, run, argv)
 
 
 if __name__ == "__main__":

@@ -234,11 +234,7 @@ def _metric(text: str, name: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse(argv)
-    report = run(args)
-    path = report.save()
-    print(report.render())
-    print(f"saved {path}")
+    common.main(parse, run, argv)
 
 
 if __name__ == "__main__":
