@@ -12,7 +12,7 @@ FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./
-# streams/agents and streams/tables are symlinks to ../agents and ../tables: copy all three.
+# agents/ and tables/ install as streams.agents and streams.tables (package-dir in pyproject.toml).
 COPY agents ./agents
 COPY tables ./tables
 COPY streams ./streams

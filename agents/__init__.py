@@ -1,4 +1,5 @@
-"""The worker's agents: ingest (watch -> raw topic), dedup (raw -> clean), counts, sink (clean -> search).
+"""The stages' agents: ingest (watch -> raw topic), dedup (raw -> clean), counts, sink (clean -> search), retention.
 
-Imported as ``streams.agents`` (see pyproject.toml for why not as a top-level ``agents``).
+Installed as ``streams.agents`` (see pyproject.toml): a top-level ``agents`` would shadow other
+packages of that name. Each module's ``install(...)`` is called by :func:`streams.pipeline.create_app`.
 """

@@ -5,38 +5,42 @@ from __future__ import annotations
 import logging
 
 import faust
+from faust import cli
 
 from streams import logs
 from streams import retention as policy
-from streams.application import app, settings
 from streams.search import SearchClient
+from streams.settings import Settings
 
-log = logging.getLogger("streams.retention")
-
-
-@app.timer(interval=settings.retention_interval, on_leader=True)
-async def apply_retention() -> None:
-    if settings.retention_days <= 0:
-        return
-    client = SearchClient(settings)
-    try:
-        await policy.apply(client, settings.index_prefix, settings.retention_days)
-    except Exception as exc:  # noqa: BLE001 - try again next period; never take the worker down
-        logs.error(log, "retention_failed", error=str(exc)[:300])
-    finally:
-        await client.close()
+log = logging.getLogger(__name__)
 
 
-@app.command(
-    faust.cli.option("--days", type=int, default=None, help="keep this many days (default K8SEV_RETENTION_DAYS)"),
-    faust.cli.option("--dry-run", is_flag=True, default=False, help="list what would be deleted"),
-)
-async def retention(self: faust.cli.AppCommand, days: int | None, dry_run: bool) -> None:
-    """Delete daily indices older than the retention period, now."""
-    keep = settings.retention_days if days is None else days
-    client = SearchClient(settings)
-    try:
-        deleted = await policy.apply(client, settings.index_prefix, keep, dry_run=dry_run)
-    finally:
-        await client.close()
-    self.say(f"{'would delete' if dry_run else 'deleted'} {len(deleted)} index(es): {' '.join(deleted) or '-'}")
+def install(app: faust.App, settings: Settings) -> None:
+    prefix, days = settings.search.index_prefix, settings.stages.retention_days
+
+    async def apply_retention() -> None:
+        if days <= 0:
+            return
+        client = SearchClient(settings)
+        try:
+            await policy.apply(client, prefix, days)
+        except Exception as exc:  # noqa: BLE001 - try again next period; never take the worker down
+            logs.error(log, "retention_failed", error=str(exc)[:300])
+        finally:
+            await client.close()
+
+    app.timer(interval=settings.stages.retention_interval, on_leader=True, name="retention")(apply_retention)
+
+    @app.command(
+        cli.option("--days", type=int, default=None, help="keep this many days (default K8SEV_RETENTION_DAYS)"),
+        cli.option("--dry-run", is_flag=True, default=False, help="list what would be deleted"),
+    )
+    async def retention(self: cli.AppCommand, days: int | None, dry_run: bool) -> None:
+        """Delete daily indices older than the retention period, now."""
+        keep = settings.stages.retention_days if days is None else days
+        client = SearchClient(settings)
+        try:
+            deleted = await policy.apply(client, prefix, keep, dry_run=dry_run)
+        finally:
+            await client.close()
+        self.say(f"{'would delete' if dry_run else 'deleted'} {len(deleted)} index(es): {' '.join(deleted) or '-'}")

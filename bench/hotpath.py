@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -30,12 +29,10 @@ def _best(fn: Callable[[], Any], count: int, repeat: int) -> float:
 
 
 def run(events: int, repeat: int) -> dict[str, float]:
-    os.environ.setdefault("K8SEV_APP_ID", "bench-hotpath")
-    os.environ.setdefault("K8SEV_KUBECONFIG", "")
     from elasticsearch.serializer import JSONSerializer
 
-    from streams.agents import dedup as dedup_agent
-    from streams.agents import ingest as ingest_agent
+    from streams.agents.dedup import Dedup
+    from streams.agents.ingest import Publisher
     from streams.records import CleanEvent
     from streams.settings import Settings
     from streams.sink import Indexer, operations
@@ -46,19 +43,18 @@ def run(events: int, repeat: int) -> dict[str, float]:
     out: dict[str, float] = {}
 
     # The ingest agent's publish(), the producer replaced by a send that only encodes.
-    ingest: Any = ingest_agent
+    class RawTopic:
+        async def send(self, *, key: bytes, value: bytes, **_: Any) -> asyncio.Future[Any]:
+            done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            done.set_result(None)
+            return done
 
-    async def raw_send(*, key: bytes, value: bytes, **_: Any) -> asyncio.Future[Any]:
-        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
-    ingest.raw_topic.send = raw_send
+    publish = Publisher(RawTopic())
 
     def publish_all() -> None:
         async def go() -> None:
             for event in source:
-                await ingest.publish(event)
+                await publish(event)
 
         asyncio.run(go())
 
@@ -68,13 +64,21 @@ def run(events: int, repeat: int) -> dict[str, float]:
     # nothing, remember keeps nothing, and a send encodes the record as Faust would.
     encoded: list[bytes] = []
 
-    async def send(*, key: bytes, value: Any, **_: Any) -> None:
-        encoded.append(value.dumps())
+    class CleanTopic:
+        async def send(self, *, key: bytes, value: Any, **_: Any) -> None:
+            encoded.append(value.dumps())
 
-    agent: Any = dedup_agent
-    agent.clean_topic.send = send
-    agent.recall = lambda uid: None
-    agent.remember = lambda uid, delivered: None
+    class Topics:
+        clean = CleanTopic()
+
+    class Memory:
+        def recall(self, uid: str) -> None:
+            return None
+
+        def remember(self, uid: str, delivered: Any) -> None:
+            return None
+
+    agent = Dedup(Topics(), Memory())
 
     class Message:
         def __init__(self, value: bytes) -> None:
@@ -124,8 +128,8 @@ def run(events: int, repeat: int) -> dict[str, float]:
 
     def index_all() -> None:
         async def go() -> None:
-            for start in range(0, len(cleans), settings.bulk_size):
-                await indexer.index(cleans[start : start + settings.bulk_size])
+            for start in range(0, len(cleans), settings.stages.bulk_size):
+                await indexer.index(cleans[start : start + settings.stages.bulk_size])
 
         asyncio.run(go())
 

@@ -114,7 +114,7 @@ async def steady(
     stack: dict[str, str], settings: Any, namespace: str, rate: float, duration: float, concurrency: int, report: Report
 ) -> None:
     section = f"steady watch {rate:g}/s offered"
-    times = RawTopicTimes(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.raw_topic)
+    times = RawTopicTimes(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.kafka.raw_topic)
     await times.start()
     try:
         gen = common.GeneratorProcess(
@@ -179,7 +179,7 @@ def run(args: argparse.Namespace) -> Report:
         total = len(made.created)
 
         log("baseline: paginated LIST with the worker's client")
-        runs = [list_baseline(stack["KUBECONFIG"], namespace, settings.list_page_size) for _ in range(3)]
+        runs = [list_baseline(stack["KUBECONFIG"], namespace, settings.kube.list_page_size) for _ in range(3)]
         listed, seconds = sorted(runs, key=lambda r: r[1])[1]
         report.add("baseline (plain LIST)", "items listed", listed)
         report.add("baseline (plain LIST)", "seconds (median of 3)", round(seconds, 2))
@@ -187,14 +187,16 @@ def run(args: argparse.Namespace) -> Report:
         report.add("baseline (plain LIST)", "events/s", round(list_rate))
 
         asyncio.run(
-            common.create_topic(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.raw_topic, settings.topic_partitions)
+            common.create_topic(
+                stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.kafka.raw_topic, settings.kafka.topic_partitions
+            )
         )
         log("worker: LIST+WATCH into the raw topic")
         worker = common.Worker(env, common.OUT / "logs" / f"{name}.log")
         worker.start()
         sampler = common.RssSampler(worker.pid, interval=0.5).start()
         first, last, on_topic, cpu = asyncio.run(
-            _wait_offsets(stack, settings.raw_topic, total, worker, args.profile, name)
+            _wait_offsets(stack, settings.kafka.raw_topic, total, worker, args.profile, name)
         )
         section = "ingest (worker)"
         if last is None or first is None:

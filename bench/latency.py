@@ -135,10 +135,11 @@ def run(args: argparse.Namespace) -> Report:
             for label, value in figures.items():
                 report.add(f"{rate:g} events/s offered", label, value)
             time.sleep(2)
-        from streams.settings import Settings, parse_duration
+        from streams.setting_values import parse_duration
+        from streams.settings import Settings
 
         settings = Settings.from_env(env)
-        goal = parse_duration(settings.index_refresh_interval) + 1.0
+        goal = parse_duration(settings.search.index_refresh_interval) + 1.0
         p99 = report.sections.get("200 events/s offered", {}).get("p99 (s)")
         if p99 is not None:
             report.add(

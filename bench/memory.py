@@ -98,18 +98,20 @@ def stream(args: argparse.Namespace, stack: dict[str, str], report: Report, tmp:
     producer = None
     try:
         asyncio.run(
-            common.create_topic(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.raw_topic, settings.topic_partitions)
+            common.create_topic(
+                stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.kafka.raw_topic, settings.kafka.topic_partitions
+            )
         )
         context = multiprocessing.get_context("spawn")
         producer = context.Process(
             target=_producer_main,
-            args=(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.raw_topic, args.events, args.versions_per_uid),
+            args=(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.kafka.raw_topic, args.events, args.versions_per_uid),
             daemon=True,
         )
         producer.start()
         worker = common.Worker(env, common.OUT / "logs" / f"{name}.log")
         worker.start()
-        log(f"stream: {args.events} events through {settings.raw_topic}")
+        log(f"stream: {args.events} events through {settings.kafka.raw_topic}")
         samples = follow(
             report, section, worker, common.es_client(stack), name, args.events, timeout=max(600.0, args.events / 100)
         )

@@ -73,15 +73,17 @@ async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, fl
     for event in common.synthetic_events(total, seed=11):
         when = events.event_time(event)
         assert when is not None
-        ops.append({"index": {"_index": events.index_name(settings.index_prefix, when), "_id": events.doc_id(event)}})
-        ops.append(events.to_document(event, settings.cluster, when))
-        if len(ops) >= 2 * settings.bulk_size:
+        ops.append(
+            {"index": {"_index": events.index_name(settings.search.index_prefix, when), "_id": events.doc_id(event)}}
+        )
+        ops.append(events.to_document(event, settings.kube.cluster, when))
+        if len(ops) >= 2 * settings.stages.bulk_size:
             batches.append(ops)
             ops = []
     if ops:
         batches.append(ops)
     client = SearchClient(settings)
-    es = common.es_client({"DEVSTACK_ELASTICSEARCH_URL": settings.es_urls[0]})
+    es = common.es_client({"DEVSTACK_ELASTICSEARCH_URL": settings.search.urls[0]})
     try:
         await client.put_index_template(template_name(settings), index_template(settings))
         started = time.monotonic()
@@ -90,7 +92,9 @@ async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, fl
             response = await client.bulk(batch)
             errors += sum(1 for item in response.get("items", []) if next(iter(item.values()))["status"] >= 300)
         sent = time.monotonic()
-        first, last, count = await asyncio.to_thread(common.wait_count, es, settings.index_prefix, total, wait, 0.1)
+        first, last, count = await asyncio.to_thread(
+            common.wait_count, es, settings.search.index_prefix, total, wait, 0.1
+        )
     finally:
         await client.close()
     if last is None:
@@ -123,9 +127,9 @@ def run(args: argparse.Namespace) -> Report:
     report.add("settings", "events", total)
     worker: common.Worker | None = None
     try:
-        log(f"producing {total} events to {settings.raw_topic}")
+        log(f"producing {total} events to {settings.kafka.raw_topic}")
         seconds = asyncio.run(
-            preload(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.raw_topic, settings.topic_partitions, total)
+            preload(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.kafka.raw_topic, settings.kafka.topic_partitions, total)
         )
         report.add("preload", "produce rate (aiokafka, events/s)", round(total / seconds))
 

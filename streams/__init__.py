@@ -1,8 +1,9 @@
 """Kubernetes events, kept: API server -> Kafka -> Elasticsearch, as a Faust application.
 
-``faust -A streams worker`` finds the app here. It is built on first access, not at import, so
-the pure modules (``streams.events``, ``streams.settings``, ...) import without a configured
-environment.
+``faust -A streams worker`` finds the app here as ``streams.app``. It is built on first access,
+from the environment as it is then (:func:`streams.pipeline.load_settings`), never at import, so every
+module of the package imports without a configured environment. Tests and tools call
+:func:`streams.pipeline.create_app` with their own settings instead.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import faust
+    from streams.pipeline import App
+
+_built: App | None = None
 
 
 def __getattr__(name: str) -> Any:
     if name == "app":
-        from streams.application import app
+        global _built
+        if _built is None:
+            from streams import pipeline
 
-        return app
+            _built = pipeline.create_app(pipeline.load_settings())
+        return _built
     raise AttributeError(f"module 'streams' has no attribute {name!r}")
-
-
-app: faust.App

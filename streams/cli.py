@@ -2,8 +2,8 @@
 
     event-collector --kubeconfig ~/.kube/config --topic k8s-event --broker 10.0.7.14:9092
 
-Each flag sets the matching ``K8SEV_*`` variable (see docs/configuration.md); the rest of the
-settings come from the environment as for ``faust -A streams worker``.
+Each flag stands for the matching ``K8SEV_*`` variable and wins over it (see docs/configuration.md);
+the rest of the settings come from the environment as for ``faust -A streams worker``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from streams.pipeline import create_app
+from streams.settings import Settings, SettingsError
 
 FLAGS = {
     "kubeconfig": ("K8SEV_KUBECONFIG", "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),
@@ -31,13 +34,14 @@ def main(argv: list[str] | None = None) -> None:
         parser.add_argument(f"--{flag.replace('_', '-')}", dest=flag, help=text)
     parser.add_argument("--loglevel", "-l", default="info", help="worker log level (default: info)")
     args = parser.parse_args(argv)
-    for flag, (variable, _) in FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            os.environ[variable] = value
-    # Imported only now: the app reads its settings from the environment when it is built.
-    from streams.application import app
-
+    overrides = {variable: value for flag, (variable, _) in FLAGS.items() if (value := getattr(args, flag)) is not None}
+    # The flags win over the environment; nothing is written back to os.environ.
+    try:
+        settings = Settings.from_env({**os.environ, **overrides})
+    except SettingsError as exc:
+        print(f"event-collector: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    app = create_app(settings)
     sys.argv = ["event-collector", "worker", "--loglevel", args.loglevel]
     app.main()
 

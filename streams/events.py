@@ -157,6 +157,11 @@ def to_document(event: dict[str, Any], cluster: str, when: datetime) -> dict[str
     return doc
 
 
+def encode_raw(event: dict[str, Any]) -> bytes:
+    """The raw topic's value: the Event JSON as the API returned it, ``managedFields`` dropped."""
+    return json.dumps(strip_managed_fields(event), ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def strip_managed_fields(event: dict[str, Any]) -> dict[str, Any]:
     """The Event without ``metadata.managedFields`` (server-side-apply bookkeeping, no clue for anyone)."""
     meta = event.get("metadata")

@@ -25,7 +25,7 @@ from streams.kube_watch import EventWatcher, WatchItem
 from streams.leader import Checkpoint
 from streams.settings import Settings
 
-log = logging.getLogger("streams.ingest")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -102,8 +102,8 @@ class Ingest:
         self._api = api
         self._loop = loop
         self._publish = publish
-        self.scopes: list[str | None] = list(settings.namespaces) or [None]
-        self.queue: asyncio.Queue[tuple[int, str, WatchItem]] = asyncio.Queue(maxsize=settings.ingest_queue)
+        self.scopes: list[str | None] = list(settings.kube.namespaces) or [None]
+        self.queue: asyncio.Queue[tuple[int, str, WatchItem]] = asyncio.Queue(maxsize=settings.stages.ingest_queue)
         self.tracker = AckTracker()
         self._watchers: list[EventWatcher] = []
         self._threads: list[asyncio.Future[None]] = []
@@ -131,12 +131,12 @@ class Ingest:
                 self.queue,
                 self._loop,
                 namespace=scope,
-                page_size=self._settings.list_page_size,
-                watch_timeout=self._settings.watch_timeout,
-                idle_timeout=self._settings.watch_idle_timeout,
+                page_size=self._settings.kube.list_page_size,
+                watch_timeout=self._settings.kube.watch_timeout,
+                idle_timeout=self._settings.kube.watch_idle_timeout,
                 resource_version=resume[0] if resume else None,
                 resumed_at=resume[1] if resume else None,
-                event_ttl=self._settings.event_ttl,
+                event_ttl=self._settings.kube.event_ttl,
                 tag=generation,
             )
             self._watchers.append(watcher)

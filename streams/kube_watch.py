@@ -32,7 +32,7 @@ from kubernetes.watch.watch import iter_resp_lines
 from streams import logs, metrics
 from streams.health import READINESS
 
-log = logging.getLogger("streams.watch")
+log = logging.getLogger(__name__)
 
 HTTP_GONE = 410
 

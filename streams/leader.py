@@ -32,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 
 from streams import logs, metrics
 
-log = logging.getLogger("streams.leader")
+log = logging.getLogger(__name__)
 
 CHECKPOINT_ANNOTATION = "k8s-event-streams.io/checkpoint"
 

@@ -1,10 +1,12 @@
-"""What flows on the clean topic: the Event as the API returned it, plus dedup's verdict."""
+"""What flows on the clean and dead-letter topics."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import faust
+
+from streams.letters import Letter
 
 
 class CleanEvent(faust.Record, serializer="json", include_metadata=False):  # type: ignore[call-arg]
@@ -24,12 +26,8 @@ class CleanEvent(faust.Record, serializer="json", include_metadata=False):  # ty
     event: dict[str, Any]
 
 
-#: Kafka refuses records over about 1 MB by default; a letter must fit with room to spare.
-MAX_ORIGINAL_BYTES = 256 * 1024
-
-
 class DeadLetter(faust.Record, serializer="json", include_metadata=False):  # type: ignore[call-arg]
-    """A record that could not become a document, with why and the original bytes."""
+    """A record that could not become a document, with why and the original bytes (see streams.letters)."""
 
     stage: str
     reason: str
@@ -37,11 +35,26 @@ class DeadLetter(faust.Record, serializer="json", include_metadata=False):  # ty
     topic: str
     partition: int
     offset: int
-    #: The original value: UTF-8 text when it decodes, else base64 (see ``encoding``), cut to
-    #: :data:`MAX_ORIGINAL_BYTES` (``truncated``) so the letter itself fits in a Kafka record.
     original: str
     encoding: str
     key: str | None = None
     size: int = 0
     sha256: str = ""
     truncated: bool = False
+
+    @classmethod
+    def of(cls, letter: Letter) -> DeadLetter:
+        return cls(
+            stage=letter.stage,
+            reason=letter.reason,
+            detail=letter.detail,
+            topic=letter.topic,
+            partition=letter.partition,
+            offset=letter.offset,
+            original=letter.original,
+            encoding=letter.encoding,
+            key=letter.key,
+            size=letter.size,
+            sha256=letter.sha256,
+            truncated=letter.truncated,
+        )

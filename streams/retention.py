@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from streams import logs, metrics
 from streams.search import SearchClient, index_date
 
-log = logging.getLogger("streams.retention")
+log = logging.getLogger(__name__)
 
 
 def expired(names: list[str], prefix: str, days: int, today: date) -> list[str]:

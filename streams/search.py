@@ -26,14 +26,14 @@ _OBJECT_REF = {
 def index_template(settings: Settings) -> dict[str, Any]:
     """The composable index template of the daily indices ``<prefix>-*``."""
     return {
-        "index_patterns": [f"{settings.index_prefix}-*"],
+        "index_patterns": [f"{settings.search.index_prefix}-*"],
         "priority": 200,
         "_meta": {"managed_by": "k8s-event-streams"},
         "template": {
             "settings": {
                 "number_of_shards": 1,
-                "number_of_replicas": settings.index_replicas,
-                "refresh_interval": settings.index_refresh_interval,
+                "number_of_replicas": settings.search.index_replicas,
+                "refresh_interval": settings.search.index_refresh_interval,
             },
             "mappings": {
                 # Fields the API adds later still get indexed, as keywords rather than full text.
@@ -83,14 +83,14 @@ def index_template(settings: Settings) -> dict[str, Any]:
 
 
 def template_name(settings: Settings) -> str:
-    return settings.index_prefix + TEMPLATE_NAME_SUFFIX
+    return settings.search.index_prefix + TEMPLATE_NAME_SUFFIX
 
 
 class SearchClient:
     """The calls the worker makes, identical for both engines."""
 
     def __init__(self, settings: Settings) -> None:
-        self.engine = settings.search_engine
+        self.engine = settings.search.engine
         self._client = _new_client(settings)
 
     @property
@@ -129,31 +129,31 @@ class SearchClient:
 
 def _new_client(settings: Settings) -> Any:
     common: dict[str, Any] = {"request_timeout": 30}
-    if settings.es_ca_certs is not None:
-        common["ca_certs"] = str(settings.es_ca_certs)
-    if settings.es_client_cert is not None and settings.es_client_key is not None:
-        common["client_cert"] = str(settings.es_client_cert)
-        common["client_key"] = str(settings.es_client_key)
+    if settings.search.ca_certs is not None:
+        common["ca_certs"] = str(settings.search.ca_certs)
+    if settings.search.client_cert is not None and settings.search.client_key is not None:
+        common["client_cert"] = str(settings.search.client_cert)
+        common["client_key"] = str(settings.search.client_key)
     auth: dict[str, Any] = {}
-    if settings.es_username:
-        auth["http_auth" if settings.search_engine == "opensearch" else "basic_auth"] = (
-            settings.es_username,
-            settings.es_password,
+    if settings.search.username:
+        auth["http_auth" if settings.search.engine == "opensearch" else "basic_auth"] = (
+            settings.search.username,
+            settings.search.password,
         )
-    if settings.search_engine == "opensearch":
+    if settings.search.engine == "opensearch":
         from opensearchpy import AsyncOpenSearch
 
-        if settings.es_api_key:
-            common["headers"] = {"Authorization": f"ApiKey {settings.es_api_key}"}
+        if settings.search.api_key:
+            common["headers"] = {"Authorization": f"ApiKey {settings.search.api_key}"}
         return AsyncOpenSearch(
-            hosts=list(settings.es_urls), timeout=common.pop("request_timeout"), max_retries=0, **common, **auth
+            hosts=list(settings.search.urls), timeout=common.pop("request_timeout"), max_retries=0, **common, **auth
         )
     from elasticsearch import AsyncElasticsearch
 
-    if settings.es_api_key:
-        auth["api_key"] = settings.es_api_key
+    if settings.search.api_key:
+        auth["api_key"] = settings.search.api_key
     # Retries are the sink's job (it backs off without bound and never acks a failed batch).
-    return AsyncElasticsearch(hosts=list(settings.es_urls), max_retries=0, **common, **auth)
+    return AsyncElasticsearch(hosts=list(settings.search.urls), max_retries=0, **common, **auth)
 
 
 _DAILY = re.compile(r"^(?P<prefix>.+)-(?P<date>\d{4}\.\d{2}\.\d{2})$")

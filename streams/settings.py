@@ -1,34 +1,32 @@
-"""The worker's settings: one typed object read from the environment and validated at start-up.
+"""The worker's settings: one typed, frozen object, read from the environment when the app is built.
 
 Every variable is ``K8SEV_<NAME>``; ``KUBECONFIG`` is honoured too. A bad value never surfaces as a
-stack trace deep in a client: :meth:`Settings.from_env` collects *every* problem and raises one
-:class:`SettingsError` that names each variable, its value and what was expected.
+stack trace deep in a client: :meth:`Settings.from_env` collects *every* problem, cross-field checks
+included, and raises one :class:`SettingsError` that names each variable, its value and what was
+expected. Each field's docstring says what it does and why its default is what it is; the table in
+``docs/configuration.md`` is generated from them (``python -m streams.settings``).
 """
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import os
-import re
 import socket
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal, TypeVar, cast
+
+from streams import setting_values as v
 
 PREFIX = "K8SEV_"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 Engine = Literal["elasticsearch", "opensearch"]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-# Kafka's legal topic characters; 249 is its length limit.
-_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-# Elasticsearch index names: lowercase, no \ / * ? " < > | space , # :, not starting with - _ +.
-_INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]{0,200}$")
-_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -39,317 +37,298 @@ class SettingsError(ValueError):
         super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
 
 
-def parse_duration(text: str) -> float:
-    """``"90"``, ``"90s"``, ``"1.5m"``, ``"2h"``, ``"7d"``, ``"250ms"`` -> seconds (float, >= 0)."""
-    match = _DURATION.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a duration (examples: 30s, 5m, 2h, 7d)")
-    return float(match.group(1)) * _UNITS[match.group(2)]
+def setting(env: str, default: str, parse: Callable[[str], T], *, secret: bool = False) -> T:
+    """A field read from ``K8SEV_<env>``; ``default`` is the text a missing variable stands for."""
+    metadata = {"env": env, "default": default, "parse": parse, "secret": secret}
+    return field(default=parse(default), metadata=metadata)
 
 
-def parse_list(text: str) -> tuple[str, ...]:
-    """A comma-separated list; blanks and surrounding spaces are dropped."""
-    return tuple(item.strip() for item in text.split(",") if item.strip())
+@dataclass(frozen=True)
+class KafkaSettings:
+    brokers: tuple[str, ...] = setting("BROKER", "kafka://localhost:9092", v.brokers)
+    """Kafka bootstrap servers, ``host:port`` or ``kafka://host:port``, comma-separated.
+    The seed's ``--broker`` flag; localhost so a first run needs no configuration."""
+    raw_topic: str = setting("TOPIC", "k8s-event", v.topic)
+    """Raw topic: the Event JSON, keyed by uid. The seed's topic name, so its Logstash reads it unchanged."""
+    clean_topic: str = setting("CLEAN_TOPIC", "k8s-event-clean", v.topic)
+    """Deduplicated event versions, keyed by uid (co-partitioned with the raw topic)."""
+    dead_letter_topic: str = setting("DEAD_LETTER_TOPIC", "k8s-event-dead-letter", v.topic)
+    """Records that could not become documents, with the reason and the original bytes."""
+    topic_partitions: int = setting("TOPIC_PARTITIONS", "6", v.positive_int)
+    """Partitions of the topics and tables the worker creates. 6 lets 1, 2, 3 or 6 workers share them evenly;
+    it cannot shrink later."""
+    topic_replicas: int = setting("TOPIC_REPLICAS", "1", v.positive_int)
+    """Replication factor of those topics. 1 works on a single broker; use 3 on a production cluster."""
+    security_protocol: str = setting("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", v.kafka_protocol)
+    """PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL. PLAINTEXT matches a broker with no listener configuration."""
+    sasl_mechanism: str = setting("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", v.sasl_mechanism)
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. SCRAM-SHA-512 never sends the password itself."""
+    username: str = setting("KAFKA_USERNAME", "", v.text)
+    """SASL user."""
+    password: str = setting("KAFKA_PASSWORD", "", v.text, secret=True)
+    """SASL password; better given as a file (``_FILE``)."""
+    password_file: Path | None = setting("KAFKA_PASSWORD_FILE", "", v.optional_file)
+    """File holding the SASL password: a mounted Secret, so the password is in no environment listing."""
+    ca_file: Path | None = setting("KAFKA_CA_FILE", "", v.optional_file)
+    """CA bundle for Kafka TLS; empty: the system's CAs."""
+    cert_file: Path | None = setting("KAFKA_CERT_FILE", "", v.optional_file)
+    """Client certificate for Kafka TLS (mTLS listeners)."""
+    key_file: Path | None = setting("KAFKA_KEY_FILE", "", v.optional_file)
+    """Its private key."""
+    session_timeout: float = setting("SESSION_TIMEOUT", "30s", v.positive_duration)
+    """A worker silent this long leaves the consumer group. Faust's 60 s keeps a killed worker's partitions
+    idle a whole minute; 30 s halves that and still rides out long GC or I/O pauses."""
 
 
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{text!r} is not a boolean (true/false)")
+@dataclass(frozen=True)
+class KubeSettings:
+    kubeconfig: Path | None = setting("KUBECONFIG", "", v.optional_file)
+    """Kubeconfig file; empty: ``$KUBECONFIG``, then in-cluster credentials, then ``~/.kube/config``,
+    the order ``kubectl`` users expect."""
+    cluster: str = setting("CLUSTER", "default", v.label)
+    """Cluster name written on every document, so one archive can hold several clusters."""
+    namespaces: tuple[str, ...] = setting("NAMESPACES", "", v.kube_namespaces)
+    """Namespaces to watch; empty: all. One watch per namespace; all namespaces is one watch, the cheapest."""
+    event_types: tuple[str, ...] = setting("EVENT_TYPES", "", v.event_types)
+    """Keep only these types (Normal, Warning); empty: all, since a post-mortem needs the Normal ones too."""
+    include_reasons: tuple[str, ...] = setting("INCLUDE_REASONS", "", v.parse_list)
+    """Keep only these reasons; empty: all."""
+    exclude_reasons: tuple[str, ...] = setting("EXCLUDE_REASONS", "", v.parse_list)
+    """Drop these reasons; empty: none."""
+    list_page_size: int = setting("LIST_PAGE_SIZE", "500", v.positive_int)
+    """Events per LIST page: client-go's informers use 500, a size the API server serves cheaply."""
+    watch_timeout: float = setting("WATCH_TIMEOUT", "1m", v.positive_duration)
+    """Server-side WATCH timeout: the watch is re-opened this often. Short, because a quiet scope may get no
+    bookmark until the server ends the watch, and the idle timeout must exceed it."""
+    watch_idle_timeout: float = setting("WATCH_IDLE_TIMEOUT", "90s", v.positive_duration)
+    """Re-open a WATCH silent this long: a dead connection. Longer than the watch timeout (checked)."""
+    event_ttl: float = setting("EVENT_TTL", "1h", v.positive_duration)
+    """The API server's ``--event-ttl`` (1 h by default): a pause longer than this may have lost events,
+    and is reported."""
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} must be a positive integer")
-    return value
+@dataclass(frozen=True)
+class LeaseSettings:
+    namespace: str = setting("LEASE_NAMESPACE", "", v.kube_namespace)
+    """Namespace of the ingest Lease; empty: the pod's own (where its Role allows Leases), else ``default``."""
+    name: str = setting("LEASE_NAME", "", v.kube_name)
+    """Name of the ingest Lease; empty: ``<app id>-ingest``, so two deployments never share one."""
+    duration: float = setting("LEASE_DURATION", "15s", v.positive_duration)
+    """A leader silent this long is replaced. client-go's default: takeover in about 15 s."""
+    renew_deadline: float = setting("LEASE_RENEW_DEADLINE", "10s", v.positive_duration)
+    """A leader that cannot renew this long stops watching, before anyone else may take over (< duration)."""
+    retry_period: float = setting("LEASE_RETRY_PERIOD", "2s", v.positive_duration)
+    """How often the Lease, and with it the checkpoint, is written: at most this much is re-sent after a crash."""
+    identity: str = setting("IDENTITY", "", v.text)
+    """This worker's name in the Lease; empty: the host (pod) name and a random suffix, unique per start."""
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(f"{text!r} must be zero or a positive integer")
-    return value
+@dataclass(frozen=True)
+class SearchSettings:
+    engine: Engine = setting("SEARCH_ENGINE", "elasticsearch", cast(Callable[[str], Engine], v.engine))
+    """``elasticsearch`` or ``opensearch``: each needs its own client (Elasticsearch's refuses OpenSearch)."""
+    urls: tuple[str, ...] = setting("ES_URL", "http://localhost:9200", v.http_urls)
+    """Search engine URL(s), comma-separated; localhost so a first run needs no configuration."""
+    username: str = setting("ES_USERNAME", "", v.text)
+    """Basic-auth user."""
+    password: str = setting("ES_PASSWORD", "", v.text, secret=True)
+    """Basic-auth password; better given as a file (``_FILE``)."""
+    api_key: str = setting("ES_API_KEY", "", v.text, secret=True)
+    """API key (Elasticsearch), exclusive with the user."""
+    password_file: Path | None = setting("ES_PASSWORD_FILE", "", v.optional_file)
+    """File holding the password (a mounted Secret)."""
+    api_key_file: Path | None = setting("ES_API_KEY_FILE", "", v.optional_file)
+    """File holding the API key (a mounted Secret)."""
+    ca_certs: Path | None = setting("ES_CA_CERTS", "", v.optional_file)
+    """CA bundle for https; empty: the system's CAs."""
+    client_cert: Path | None = setting("ES_CLIENT_CERT", "", v.optional_file)
+    """Client certificate for https."""
+    client_key: Path | None = setting("ES_CLIENT_KEY", "", v.optional_file)
+    """Its private key."""
+    index_prefix: str = setting("INDEX_PREFIX", "k8s-event", v.index_prefix)
+    """Daily indices ``<prefix>-YYYY.MM.dd``: the seed's Logstash names, so Kibana objects keep working."""
+    index_replicas: int = setting("INDEX_REPLICAS", "1", v.non_negative_int)
+    """Replicas of the daily indices: 1 survives the loss of one node; 0 for a single-node engine."""
+    index_refresh_interval: str = setting("INDEX_REFRESH_INTERVAL", "1s", v.text)
+    """Refresh interval of the indices: the engine's own default, so events are searchable within a second."""
 
 
-def _positive_duration(text: str) -> float:
-    value = parse_duration(text)
-    if value <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
-    return value
+@dataclass(frozen=True)
+class WebSettings:
+    port: int = setting("WEB_PORT", "6066", v.port)
+    """Faust web server: views, /healthz, /readyz, /metrics. Faust's own default port."""
+    bind: str = setting("WEB_BIND", "0.0.0.0", v.text)  # noqa: S104 - a pod must be reachable on its IP
+    """Address the web server listens on; all, so probes and Prometheus reach the pod."""
+    host: str = setting("WEB_HOST", "", v.text)
+    """How other workers reach this one's web server (the pod IP); empty: the host name."""
 
 
-def _brokers(text: str) -> tuple[str, ...]:
-    urls = parse_list(text)
-    if not urls:
-        raise ValueError("at least one broker is needed (kafka://host:9092)")
-    out = []
-    for url in urls:
-        if "://" not in url:
-            url = f"kafka://{url}"
-        parts = urlsplit(url)
-        if parts.scheme not in ("kafka", "aiokafka") or not parts.hostname or parts.port is None:
-            raise ValueError(f"{url!r} is not host:port or kafka://host:port")
-        out.append(f"kafka://{parts.hostname}:{parts.port}")
-    return tuple(out)
+@dataclass(frozen=True)
+class StageSettings:
+    ingest: bool = setting("INGEST", "true", v.parse_bool)
+    """Run the Kubernetes watch in this worker (only the Lease holder watches): on, so one worker does it all."""
+    ingest_queue: int = setting("INGEST_QUEUE", "1000", v.positive_int)
+    """Events buffered between the watch and Kafka: enough for two LIST pages, small enough to bound memory."""
+    dedup_horizon: float = setting("DEDUP_HORIZON", "2h", v.positive_duration)
+    """How long dedup remembers a uid: twice the API server's event TTL, so every re-send is still known."""
+    bulk_size: int = setting("BULK_SIZE", "500", v.positive_int)
+    """Documents per bulk request: Elasticsearch's guidance is a few MB per request; 500 events is about 1 MB."""
+    bulk_within: float = setting("BULK_WITHIN", "1s", v.positive_duration)
+    """Longest wait to fill a bulk request: bounds latency at low rates to about the refresh interval."""
+    retention_days: int = setting("RETENTION_DAYS", "30", v.non_negative_int)
+    """Delete daily indices older than this; 0: never. A month covers most post-mortems."""
+    retention_interval: float = setting("RETENTION_INTERVAL", "1h", v.positive_duration)
+    """How often retention runs; hourly is plenty for daily indices."""
+    data_dir: Path | None = setting("DATA_DIR", "", v.optional_dir)
+    """Faust table state; empty: ``$XDG_STATE_HOME/k8s-event-streams/<app id>`` (``~/.local/state/...``)."""
 
 
-def _http_urls(text: str) -> tuple[str, ...]:
-    urls = parse_list(text)
-    if not urls:
-        raise ValueError("at least one URL is needed (http://host:9200)")
-    for url in urls:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{url!r} is not an http(s):// URL")
-        if parts.username or parts.password:
-            raise ValueError(f"{_redact(url)!r}: put credentials in K8SEV_ES_USERNAME/_PASSWORD, not the URL")
-    return urls
-
-
-def _redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        return url.replace(f":{parts.password}@", ":***@")
-    return url
-
-
-def _redact_all(text: str) -> str:
-    """``text`` with the password of every ``scheme://user:password@`` in it masked."""
-    return ",".join(_redact(part) for part in text.split(","))
-
-
-def _topic(text: str) -> str:
-    if not _TOPIC.match(text) or text in (".", ".."):
-        raise ValueError(f"{text!r} is not a legal Kafka topic name ([A-Za-z0-9._-], at most 249)")
-    return text
-
-
-def _index_prefix(text: str) -> str:
-    if not _INDEX_PREFIX.match(text):
-        raise ValueError(f"{text!r} is not a legal index prefix (lowercase a-z 0-9 . _ -, not starting with . _ -)")
-    return text
-
-
-def _label(text: str) -> str:
-    if not _LABEL.match(text):
-        raise ValueError(f"{text!r} must be 1-63 characters of A-Z a-z 0-9 . _ -")
-    return text
-
-
-def _engine(text: str) -> str:
-    if text not in ("elasticsearch", "opensearch"):
-        raise ValueError(f"{text!r} is not one of: elasticsearch, opensearch")
-    return text
-
-
-def _kafka_protocol(text: str) -> str:
-    if text not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
-        raise ValueError(f"{text!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
-    return text
-
-
-def _sasl_mechanism(text: str) -> str:
-    if text not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
-        raise ValueError(f"{text!r} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
-    return text
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 < value < 65536:
-        raise ValueError(f"{text!r} is not a TCP port")
-    return value
-
-
-def _existing_file(text: str) -> Path:
-    path = Path(text).expanduser()
-    if not path.is_file():
-        raise ValueError(f"{text!r}: no such file")
-    return path
-
-
-def _optional_file(text: str) -> Path | None:
-    return _existing_file(text) if text else None
-
-
-def _event_types(text: str) -> tuple[str, ...]:
-    types = parse_list(text)
-    unknown = [t for t in types if t not in ("Normal", "Warning")]
-    if unknown:
-        raise ValueError(f"unknown event type(s) {', '.join(unknown)} (Kubernetes has Normal and Warning)")
-    return types
-
-
-def _setting(env: str, default: str, parse: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
-    return field(default=None, metadata={"env": env, "default": default, "parse": parse, "doc": doc, "secret": secret})
+GROUPS: dict[str, type[Any]] = {
+    "kafka": KafkaSettings,
+    "kube": KubeSettings,
+    "lease": LeaseSettings,
+    "search": SearchSettings,
+    "web": WebSettings,
+    "stages": StageSettings,
+}
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the worker is told from outside. See ``docs/configuration.md``."""
 
-    app_id: str = _setting("APP_ID", "k8s-event-streams", _label, "Faust app id: consumer group and table names")
-    brokers: tuple[str, ...] = _setting("BROKER", "kafka://localhost:9092", _brokers, "Kafka bootstrap servers")
-    raw_topic: str = _setting("TOPIC", "k8s-event", _topic, "raw topic: the Event JSON, keyed by uid")
-    clean_topic: str = _setting("CLEAN_TOPIC", "k8s-event-clean", _topic, "deduplicated events")
-    dead_letter_topic: str = _setting("DEAD_LETTER_TOPIC", "k8s-event-dead-letter", _topic, "rejected records")
-    topic_partitions: int = _setting("TOPIC_PARTITIONS", "6", _positive_int, "partitions of the topics we create")
-    topic_replicas: int = _setting("TOPIC_REPLICAS", "1", _positive_int, "replication factor of our topics")
-    kafka_security_protocol: str = _setting(
-        "KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", _kafka_protocol, "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"
-    )
-    kafka_sasl_mechanism: str = _setting(
-        "KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", _sasl_mechanism, "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
-    )
-    kafka_username: str = _setting("KAFKA_USERNAME", "", str, "SASL user")
-    kafka_password: str = _setting("KAFKA_PASSWORD", "", str, "SASL password", secret=True)
-    kafka_password_file: Path | None = _setting(
-        "KAFKA_PASSWORD_FILE", "", _optional_file, "file holding the SASL password (a mounted Secret)"
-    )
-    kafka_ca_file: Path | None = _setting("KAFKA_CA_FILE", "", _optional_file, "CA bundle for Kafka TLS")
-    kafka_cert_file: Path | None = _setting("KAFKA_CERT_FILE", "", _optional_file, "client certificate for Kafka TLS")
-    kafka_key_file: Path | None = _setting("KAFKA_KEY_FILE", "", _optional_file, "its private key")
-    session_timeout: float = _setting(
-        "SESSION_TIMEOUT", "30s", _positive_duration, "a worker silent this long leaves the consumer group"
-    )
-
-    kubeconfig: Path | None = _setting(
-        "KUBECONFIG", "", _optional_file, "kubeconfig file; empty: $KUBECONFIG, in-cluster, ~/.kube/config"
-    )
-    cluster: str = _setting("CLUSTER", "default", _label, "cluster name written on every document")
-    namespaces: tuple[str, ...] = _setting("NAMESPACES", "", parse_list, "namespaces to watch; empty: all")
-    event_types: tuple[str, ...] = _setting("EVENT_TYPES", "", _event_types, "keep only these types; empty: all")
-    include_reasons: tuple[str, ...] = _setting("INCLUDE_REASONS", "", parse_list, "keep only these reasons")
-    exclude_reasons: tuple[str, ...] = _setting("EXCLUDE_REASONS", "", parse_list, "drop these reasons")
-    ingest: bool = _setting("INGEST", "true", parse_bool, "run the Kubernetes watch in this worker")
-    list_page_size: int = _setting("LIST_PAGE_SIZE", "500", _positive_int, "events per LIST page")
-    watch_timeout: float = _setting(
-        "WATCH_TIMEOUT", "1m", _positive_duration, "server-side WATCH timeout: the watch is re-opened this often"
-    )
-    watch_idle_timeout: float = _setting(
-        "WATCH_IDLE_TIMEOUT", "90s", _positive_duration, "re-open a WATCH silent this long (> WATCH_TIMEOUT)"
-    )
-    ingest_queue: int = _setting("INGEST_QUEUE", "1000", _positive_int, "events buffered between watch and Kafka")
-    event_ttl: float = _setting(
-        "EVENT_TTL", "1h", _positive_duration, "the API server's --event-ttl: longer pauses may lose events"
-    )
-    lease_namespace: str = _setting(
-        "LEASE_NAMESPACE", "", str, "namespace of the ingest Lease; empty: the pod's own, else default"
-    )
-    lease_name: str = _setting("LEASE_NAME", "", str, "name of the ingest Lease; empty: <app id>-ingest")
-    lease_duration: float = _setting(
-        "LEASE_DURATION", "15s", _positive_duration, "a leader silent this long is replaced"
-    )
-    lease_renew_deadline: float = _setting(
-        "LEASE_RENEW_DEADLINE", "10s", _positive_duration, "a leader that cannot renew this long stops watching"
-    )
-    lease_retry_period: float = _setting(
-        "LEASE_RETRY_PERIOD", "2s", _positive_duration, "how often the lease (and the checkpoint) is written"
-    )
-    identity: str = _setting("IDENTITY", "", str, "this worker's name in the Lease; empty: hostname and a random id")
-
-    dedup_horizon: float = _setting("DEDUP_HORIZON", "2h", _positive_duration, "how long dedup remembers a uid")
-
-    search_engine: Engine = _setting("SEARCH_ENGINE", "elasticsearch", _engine, "elasticsearch or opensearch")
-    es_urls: tuple[str, ...] = _setting("ES_URL", "http://localhost:9200", _http_urls, "search engine URL(s)")
-    es_username: str = _setting("ES_USERNAME", "", str, "basic-auth user")
-    es_password: str = _setting("ES_PASSWORD", "", str, "basic-auth password", secret=True)
-    es_api_key: str = _setting("ES_API_KEY", "", str, "API key (Elasticsearch)", secret=True)
-    es_password_file: Path | None = _setting("ES_PASSWORD_FILE", "", _optional_file, "file holding the password")
-    es_api_key_file: Path | None = _setting("ES_API_KEY_FILE", "", _optional_file, "file holding the API key")
-    es_ca_certs: Path | None = _setting("ES_CA_CERTS", "", _optional_file, "CA bundle for https")
-    es_client_cert: Path | None = _setting("ES_CLIENT_CERT", "", _optional_file, "client certificate for https")
-    es_client_key: Path | None = _setting("ES_CLIENT_KEY", "", _optional_file, "its private key")
-    index_prefix: str = _setting("INDEX_PREFIX", "k8s-event", _index_prefix, "daily indices <prefix>-YYYY.MM.dd")
-    index_replicas: int = _setting("INDEX_REPLICAS", "1", _non_negative_int, "replicas of the daily indices")
-    index_refresh_interval: str = _setting("INDEX_REFRESH_INTERVAL", "1s", str, "refresh interval of the indices")
-    bulk_size: int = _setting("BULK_SIZE", "500", _positive_int, "documents per bulk request")
-    bulk_within: float = _setting("BULK_WITHIN", "1s", _positive_duration, "longest wait to fill a bulk request")
-    retention_days: int = _setting("RETENTION_DAYS", "30", _non_negative_int, "delete daily indices older; 0: never")
-    retention_interval: float = _setting("RETENTION_INTERVAL", "1h", _positive_duration, "how often retention runs")
-
-    web_port: int = _setting("WEB_PORT", "6066", _port, "Faust web server: views, /healthz, /readyz, /metrics")
-    web_bind: str = _setting("WEB_BIND", "0.0.0.0", str, "address the web server listens on")  # noqa: S104
-    web_host: str = _setting(
-        "WEB_HOST", "", str, "how other workers reach this one's web server (pod IP); empty: the host name"
-    )
-    data_dir: Path = _setting("DATA_DIR", "", lambda s: Path(s) if s else Path("."), "Faust table state")
+    app_id: str = setting("APP_ID", "k8s-event-streams", v.app_id)
+    """Faust app id: the consumer group, table and changelog names, and the default Lease name."""
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    kube: KubeSettings = field(default_factory=KubeSettings)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
+    search: SearchSettings = field(default_factory=SearchSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    stages: StageSettings = field(default_factory=StageSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raise :class:`SettingsError` naming every problem."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, dict[str, Any]] = {"": {}, **{group: {} for group in GROUPS}}
         problems: list[str] = []
-        for f in fields(cls):
+        for group, f in _settings_fields():
             var = PREFIX + f.metadata["env"]
             raw = env.get(var)
             if raw is None and f.name == "kubeconfig":
                 raw = env.get("KUBECONFIG", "").split(os.pathsep)[0]
+                var = "KUBECONFIG" if raw else var
             text = f.metadata["default"] if raw is None else raw
             try:
-                values[f.name] = f.metadata["parse"](text)
+                values[group][f.name] = f.metadata["parse"](text)
             except ValueError as exc:
-                shown = "***" if f.metadata["secret"] else repr(_redact_all(text))
+                shown = "***" if f.metadata["secret"] else repr(v.redact_all(text))
                 problems.append(f"{var}={shown}: {exc}")
-        if not problems:
-            problems.extend(_read_secret_files(values))
-        if not problems:
-            problems.extend(_cross_checks(values))
+        problems.extend(_read_secret_files(values))
+        problems.extend(_cross_checks(values))
         if problems:
             raise SettingsError(problems)
-        if not values["lease_name"]:
-            values["lease_name"] = f"{values['app_id']}-ingest"
-        if not values["lease_namespace"]:
-            values["lease_namespace"] = _own_namespace()
-        if not values["web_host"]:
-            values["web_host"] = socket.gethostname()
-        if not values["identity"]:
-            values["identity"] = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        if not env.get(PREFIX + "DATA_DIR"):
-            values["data_dir"] = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / (
-                f"k8s-event-streams/{values['app_id']}"
-            )
-        return cls(**values)
+        settings = cls(
+            app_id=values[""]["app_id"],
+            **{group: kind(**values[group]) for group, kind in GROUPS.items()},
+        )
+        return settings.with_derived_defaults(env)
+
+    def with_derived_defaults(self, env: Mapping[str, str]) -> Settings:
+        """Fill in the defaults that depend on the app id, the pod or the host."""
+        lease = replace(
+            self.lease,
+            name=self.lease.name or f"{self.app_id}-ingest",
+            namespace=self.lease.namespace or _own_namespace(),
+            identity=self.lease.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}",
+        )
+        web = replace(self.web, host=self.web.host or socket.gethostname())
+        data_dir = self.stages.data_dir or Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / (
+            f"k8s-event-streams/{self.app_id}"
+        )
+        return replace(self, lease=lease, web=web, stages=replace(self.stages, data_dir=data_dir))
+
+    @property
+    def data_dir(self) -> Path:
+        """Faust's data directory (set by :meth:`with_derived_defaults`)."""
+        return self.stages.data_dir or Path(".")
 
     def describe(self) -> dict[str, str]:
-        """The settings as logged at start-up: secrets masked."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            out[f.name] = "***" if f.metadata["secret"] and value else str(value)
+        """The settings as logged at start-up: secrets masked, keys ``group.name``."""
+        out = {"app_id": self.app_id}
+        for group, f in _settings_fields():
+            if not group:
+                continue
+            value = getattr(getattr(self, group), f.name)
+            out[f"{group}.{f.name}"] = "***" if f.metadata["secret"] and value else str(value)
         return out
 
     @classmethod
-    def documentation(cls) -> list[tuple[str, str, str]]:
-        """(variable, default, meaning) for every setting: the source of docs/configuration.md."""
-        return [(PREFIX + f.metadata["env"], f.metadata["default"], f.metadata["doc"]) for f in fields(cls)]
+    def documentation(cls) -> list[tuple[str, str, str, str]]:
+        """(group, variable, default, meaning and why) for every setting: the source of docs/configuration.md."""
+        docs = _field_docs()
+        return [
+            (group, PREFIX + f.metadata["env"], f.metadata["default"], docs.get((group, f.name), ""))
+            for group, f in _settings_fields()
+        ]
 
 
-def _read_secret_files(values: dict[str, Any]) -> list[str]:
+def _settings_fields() -> Iterator[tuple[str, Any]]:
+    """(group, field) of every environment-backed field; group "" for the top level."""
+    for f in fields(Settings):
+        if "env" in f.metadata:
+            yield "", f
+    for group, kind in GROUPS.items():
+        for f in fields(kind):
+            yield group, f
+
+
+@functools.cache
+def _field_docs() -> dict[tuple[str, str], str]:
+    """Each field's docstring (the string literal under it), joined into one line."""
+    tree = ast.parse(inspect.getsource(inspect.getmodule(Settings)))  # type: ignore[arg-type]
+    group_of = {kind.__name__: group for group, kind in GROUPS.items()} | {"Settings": ""}
+    out: dict[tuple[str, str], str] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef) or node.name not in group_of:
+            continue
+        for current, following in zip(node.body, node.body[1:], strict=False):
+            if (
+                isinstance(current, ast.AnnAssign)
+                and isinstance(current.target, ast.Name)
+                and isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+            ):
+                text = " ".join(following.value.value.split()).replace("``", "`")
+                out[(group_of[node.name], current.target.id)] = text
+    return out
+
+
+def _read_secret_files(values: dict[str, dict[str, Any]]) -> list[str]:
     """Secrets given as files (mounted Kubernetes Secrets) become the secret values themselves."""
     problems = []
-    for file_field, value_field in (
-        ("kafka_password_file", "kafka_password"),
-        ("es_password_file", "es_password"),
-        ("es_api_key_file", "es_api_key"),
+    for group, file_field, value_field, variable in (
+        ("kafka", "password_file", "password", "KAFKA_PASSWORD"),
+        ("search", "password_file", "password", "ES_PASSWORD"),
+        ("search", "api_key_file", "api_key", "ES_API_KEY"),
     ):
-        path = values[file_field]
+        section = values[group]
+        if file_field not in section or value_field not in section:
+            continue  # already reported
+        path = section[file_field]
         if path is None:
             continue
-        variable = PREFIX + value_field.upper()
-        if values[value_field]:
+        variable = PREFIX + variable
+        if section[value_field]:
             problems.append(f"{variable} and {variable}_FILE are both set: choose one")
             continue
         try:
-            values[value_field] = path.read_text().strip()
+            section[value_field] = path.read_text().strip()
         except OSError as exc:
             problems.append(f"{variable}_FILE={str(path)!r}: unreadable ({exc.strerror})")
             continue
-        if not values[value_field]:
+        if not section[value_field]:
             problems.append(f"{variable}_FILE={str(path)!r}: the file is empty")
     return problems
 
@@ -361,55 +340,135 @@ def _own_namespace() -> str:
         return "default"
 
 
-def _cross_checks(values: dict[str, Any]) -> list[str]:
-    problems = []
-    topics = {values["raw_topic"], values["clean_topic"], values["dead_letter_topic"]}
-    if len(topics) != 3:
-        problems.append(
-            f"{PREFIX}TOPIC, {PREFIX}CLEAN_TOPIC and {PREFIX}DEAD_LETTER_TOPIC must differ "
-            f"(got {values['raw_topic']!r}, {values['clean_topic']!r}, {values['dead_letter_topic']!r})"
-        )
-    overlap = set(values["include_reasons"]) & set(values["exclude_reasons"])
-    if overlap:
-        problems.append(f"{PREFIX}INCLUDE_REASONS and {PREFIX}EXCLUDE_REASONS both name {', '.join(sorted(overlap))}")
-    if values["es_password"] and not values["es_username"]:
-        problems.append(f"{PREFIX}ES_PASSWORD is set but {PREFIX}ES_USERNAME is empty")
-    if not values["lease_retry_period"] < values["lease_renew_deadline"] < values["lease_duration"]:
-        problems.append(
-            f"{PREFIX}LEASE_RETRY_PERIOD < {PREFIX}LEASE_RENEW_DEADLINE < {PREFIX}LEASE_DURATION must hold "
-            f"(got {values['lease_retry_period']}s, {values['lease_renew_deadline']}s, {values['lease_duration']}s)"
-        )
-    if values["watch_idle_timeout"] <= values["watch_timeout"]:
+class _Unparsed(Exception):
+    """A cross-check needs a value that already failed to parse (and was reported)."""
+
+
+def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
+    """Checks across fields, each run when the values it needs parsed (so all are reported in one go)."""
+
+    def get(group: str, name: str) -> Any:
+        try:
+            return values[group][name]
+        except KeyError:
+            raise _Unparsed from None
+
+    kafka = functools.partial(get, "kafka")
+    kube = functools.partial(get, "kube")
+    lease = functools.partial(get, "lease")
+    search = functools.partial(get, "search")
+    p = PREFIX
+
+    def topics_differ() -> str | None:
+        names = (kafka("raw_topic"), kafka("clean_topic"), kafka("dead_letter_topic"))
+        if len(set(names)) != 3:
+            return f"{p}TOPIC, {p}CLEAN_TOPIC and {p}DEAD_LETTER_TOPIC must differ (got {', '.join(map(repr, names))})"
+        return None
+
+    def reasons_disjoint() -> str | None:
+        overlap = set(kube("include_reasons")) & set(kube("exclude_reasons"))
+        if overlap:
+            return f"{p}INCLUDE_REASONS and {p}EXCLUDE_REASONS both name {', '.join(sorted(overlap))}"
+        return None
+
+    def es_user_with_password() -> str | None:
+        if search("password") and not search("username"):
+            return f"{p}ES_PASSWORD is set but {p}ES_USERNAME is empty"
+        return None
+
+    def lease_timings() -> str | None:
+        retry, deadline, duration = lease("retry_period"), lease("renew_deadline"), lease("duration")
+        if not retry < deadline < duration:
+            return (
+                f"{p}LEASE_RETRY_PERIOD < {p}LEASE_RENEW_DEADLINE < {p}LEASE_DURATION must hold "
+                f"(got {retry}s, {deadline}s, {duration}s)"
+            )
+        return None
+
+    def idle_after_timeout() -> str | None:
         # A quiet scope sends nothing until the server ends the WATCH: that is no dead connection.
-        problems.append(f"{PREFIX}WATCH_IDLE_TIMEOUT must be longer than {PREFIX}WATCH_TIMEOUT")
-    if values["kafka_security_protocol"].startswith("SASL") and not (
-        values["kafka_username"] and values["kafka_password"]
+        if kube("watch_idle_timeout") <= kube("watch_timeout"):
+            return (
+                f"{p}WATCH_IDLE_TIMEOUT must be longer than {p}WATCH_TIMEOUT "
+                f"(got {kube('watch_idle_timeout')}s and {kube('watch_timeout')}s)"
+            )
+        return None
+
+    def sasl_credentials() -> str | None:
+        protocol = kafka("security_protocol")
+        if protocol.startswith("SASL") and not (kafka("username") and kafka("password")):
+            return (
+                f"{p}KAFKA_SECURITY_PROTOCOL={protocol} needs {p}KAFKA_USERNAME "
+                f"and {p}KAFKA_PASSWORD (or {p}KAFKA_PASSWORD_FILE)"
+            )
+        return None
+
+    def kafka_cert_pair() -> str | None:
+        if bool(kafka("cert_file")) != bool(kafka("key_file")):
+            return f"{p}KAFKA_CERT_FILE and {p}KAFKA_KEY_FILE go together"
+        return None
+
+    def es_cert_pair() -> str | None:
+        if bool(search("client_cert")) != bool(search("client_key")):
+            return f"{p}ES_CLIENT_CERT and {p}ES_CLIENT_KEY go together"
+        return None
+
+    def kafka_tls_files_need_tls() -> str | None:
+        protocol = kafka("security_protocol")
+        if (kafka("ca_file") or kafka("cert_file")) and protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+            return f"{p}KAFKA_CA_FILE/_CERT_FILE are set but {p}KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS"
+        return None
+
+    def one_es_auth() -> str | None:
+        if search("api_key") and search("username"):
+            return f"{p}ES_API_KEY and {p}ES_USERNAME are exclusive: choose one way to authenticate"
+        return None
+
+    problems = []
+    for check in (
+        topics_differ,
+        reasons_disjoint,
+        es_user_with_password,
+        lease_timings,
+        idle_after_timeout,
+        sasl_credentials,
+        kafka_cert_pair,
+        es_cert_pair,
+        kafka_tls_files_need_tls,
+        one_es_auth,
     ):
-        problems.append(
-            f"{PREFIX}KAFKA_SECURITY_PROTOCOL={values['kafka_security_protocol']} needs {PREFIX}KAFKA_USERNAME "
-            f"and {PREFIX}KAFKA_PASSWORD (or {PREFIX}KAFKA_PASSWORD_FILE)"
-        )
-    if bool(values["kafka_cert_file"]) != bool(values["kafka_key_file"]):
-        problems.append(f"{PREFIX}KAFKA_CERT_FILE and {PREFIX}KAFKA_KEY_FILE go together")
-    if bool(values["es_client_cert"]) != bool(values["es_client_key"]):
-        problems.append(f"{PREFIX}ES_CLIENT_CERT and {PREFIX}ES_CLIENT_KEY go together")
-    tls_files = values["kafka_ca_file"] or values["kafka_cert_file"]
-    if tls_files and values["kafka_security_protocol"] in ("PLAINTEXT", "SASL_PLAINTEXT"):
-        problems.append(
-            f"{PREFIX}KAFKA_CA_FILE/_CERT_FILE are set but {PREFIX}KAFKA_SECURITY_PROTOCOL="
-            f"{values['kafka_security_protocol']} does not use TLS"
-        )
-    if values["es_api_key"] and values["es_username"]:
-        problems.append(f"{PREFIX}ES_API_KEY and {PREFIX}ES_USERNAME are exclusive: choose one way to authenticate")
+        try:
+            problem = check()
+        except _Unparsed:
+            continue
+        if problem:
+            problems.append(problem)
     return problems
 
 
+GROUP_TITLES = {
+    "": "App",
+    "kafka": "Kafka",
+    "kube": "Kubernetes",
+    "lease": "Lease",
+    "search": "Search engine",
+    "web": "Web",
+    "stages": "Stages",
+}
+
+
 def markdown_table() -> str:
-    """The settings table of docs/configuration.md (a test keeps the two identical)."""
-    rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for variable, default, doc in Settings.documentation():
+    """The settings tables of docs/configuration.md, one per group (a test keeps the two identical)."""
+    rows: list[str] = []
+    current = None
+    for group, variable, default, doc in Settings.documentation():
+        if group != current:
+            current = group
+            attribute = f" (`settings.{group}`)" if group else ""
+            rows += ["", f"### {GROUP_TITLES[group]}{attribute}", ""]
+            rows += ["| variable | default | meaning, and why the default |", "|---|---|---|"]
         rows.append(f"| `{variable}` | {f'`{default}`' if default else '(empty)'} | {doc} |")
-    return "\n".join(rows) + "\n"
+    return "\n".join(rows[1:]) + "\n"
 
 
 if __name__ == "__main__":

@@ -13,34 +13,50 @@ import asyncio
 import collections
 import json
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from streams import events, logs, metrics
+from streams.backoff import Backoff
 from streams.health import READINESS
-from streams.records import CleanEvent
 from streams.search import SearchClient, index_template, template_name
 from streams.settings import Settings
 
-log = logging.getLogger("streams.sink")
+log = logging.getLogger(__name__)
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class Indexable(Protocol):
+    """What the sink needs of a clean record (:class:`streams.records.Indexable` has it)."""
+
+    @property
+    def uid(self) -> str: ...
+    @property
+    def resource_version(self) -> str: ...
+    @property
+    def time(self) -> float: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def event(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A document the engine refused for good."""
 
-    event: CleanEvent
+    event: Indexable
     status: int
     error: str
 
 
-def operations(batch: Sequence[CleanEvent], settings: Settings) -> list[dict[str, Any]]:
+def operations(batch: Sequence[Indexable], settings: Settings) -> list[dict[str, Any]]:
     """The bulk body: an ``index`` action and the document for each event, in order."""
     ops: list[dict[str, Any]] = []
     for item in batch:
@@ -48,12 +64,12 @@ def operations(batch: Sequence[CleanEvent], settings: Settings) -> list[dict[str
         ops.append(
             {
                 "index": {
-                    "_index": events.index_name(settings.index_prefix, when),
+                    "_index": events.index_name(settings.search.index_prefix, when),
                     "_id": f"{item.uid}:{item.resource_version}",
                 }
             }
         )
-        ops.append(events.to_document(item.event, settings.cluster, when))
+        ops.append(events.to_document(item.event, settings.kube.cluster, when))
     return ops
 
 
@@ -78,23 +94,6 @@ def classify(response: dict[str, Any], count: int) -> tuple[list[int], list[tupl
         else:
             refused.append((position, status, json.dumps(result.get("error"), ensure_ascii=False)[:2000]))
     return retry, refused
-
-
-class Backoff:
-    """Exponential back-off with full jitter, capped."""
-
-    def __init__(self, first: float = 0.5, cap: float = 30.0) -> None:
-        self._first = first
-        self._cap = cap
-        self._attempt = 0
-
-    def next(self) -> float:
-        delay = min(self._cap, self._first * (2**self._attempt))
-        self._attempt += 1
-        return random.uniform(delay / 2, delay)  # noqa: S311 - jitter, not security
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class Indexer:
@@ -127,7 +126,7 @@ class Indexer:
             self._reachable()
             logs.info(log, "index_template_installed", name=template_name(self._settings), engine=self._client.engine)
 
-    async def index(self, batch: Sequence[CleanEvent]) -> None:
+    async def index(self, batch: Sequence[Indexable]) -> None:
         await self.ensure_template()
         pending = list(batch)
         backoff = Backoff()
@@ -166,7 +165,7 @@ class Indexer:
         READINESS.set("search", True, self._client.engine)
 
 
-def _count_indexed(batch: Sequence[CleanEvent], not_done: set[int]) -> None:
+def _count_indexed(batch: Sequence[Indexable], not_done: set[int]) -> None:
     """Count the documents of ``batch`` the engine took, one increment per label pair."""
     indexed: collections.Counter[tuple[str, str]] = collections.Counter(
         (item.type, item.namespace) for position, item in enumerate(batch) if position not in not_done

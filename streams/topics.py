@@ -1,57 +1,70 @@
-"""The topics of the data path: raw (the seed's ``k8s-event``), clean and dead-letter."""
+"""The topics of the data path: raw (the seed's ``k8s-event``), clean, dead-letter and the count repartitions."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import faust
 
-from streams.application import app, settings
 from streams.records import CleanEvent, DeadLetter
-
-#: The Event JSON keyed by uid, exactly the document the seed's Logstash reads.
-raw_topic = app.topic(
-    settings.raw_topic,
-    key_type=bytes,
-    value_type=bytes,
-    key_serializer="raw",
-    value_serializer="raw",
-    partitions=settings.topic_partitions,
-    internal=True,
-)
-
-#: New versions only, keyed by uid (so co-partitioned with the raw topic).
-clean_topic = app.topic(
-    settings.clean_topic,
-    key_type=bytes,
-    value_type=CleanEvent,
-    key_serializer="raw",
-    partitions=settings.topic_partitions,
-    internal=True,
-)
-
-#: Records that cannot be indexed, with the reason and the original bytes.
-dead_letter_topic = app.topic(
-    settings.dead_letter_topic,
-    key_type=bytes,
-    value_type=DeadLetter,
-    key_serializer="raw",
-    partitions=settings.topic_partitions,
-    internal=True,
-)
+from streams.settings import Settings
 
 
-def _repartition(suffix: str) -> faust.TopicT:
-    # Named after the app id, like Faust's changelog topics, so two deployments sharing a Kafka
-    # cluster (or two test workers) never read each other's repartitioned records.
-    return app.topic(
-        f"{settings.app_id}-{settings.clean_topic}-{suffix}-repartition",
-        key_type=bytes,
-        value_type=CleanEvent,
-        key_serializer="raw",
-        partitions=settings.topic_partitions,
-        internal=True,
+@dataclass(frozen=True)
+class Topics:
+    #: The Event JSON keyed by uid, exactly the document the seed's Logstash reads.
+    raw: faust.TopicT
+    #: New versions only, keyed by uid (so co-partitioned with the raw topic).
+    clean: faust.TopicT
+    #: Records that cannot be indexed, with the reason and the original bytes.
+    dead_letter: faust.TopicT
+    #: The clean topic keyed by namespace, and by involved kind, for the count tables.
+    by_namespace: faust.TopicT
+    by_kind: faust.TopicT
+
+
+def declare(app: faust.App, settings: Settings) -> Topics:
+    kafka = settings.kafka
+    partitions = kafka.topic_partitions
+
+    def repartition(suffix: str) -> faust.TopicT:
+        # Named after the app id, like Faust's changelog topics, so two deployments sharing a Kafka
+        # cluster (or two test workers) never read each other's repartitioned records.
+        return app.topic(
+            f"{settings.app_id}-{kafka.clean_topic}-{suffix}-repartition",
+            key_type=bytes,
+            value_type=CleanEvent,
+            key_serializer="raw",
+            partitions=partitions,
+            internal=True,
+        )
+
+    return Topics(
+        raw=app.topic(
+            kafka.raw_topic,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=partitions,
+            internal=True,
+        ),
+        clean=app.topic(
+            kafka.clean_topic,
+            key_type=bytes,
+            value_type=CleanEvent,
+            key_serializer="raw",
+            partitions=partitions,
+            internal=True,
+        ),
+        dead_letter=app.topic(
+            kafka.dead_letter_topic,
+            key_type=bytes,
+            value_type=DeadLetter,
+            key_serializer="raw",
+            partitions=partitions,
+            internal=True,
+        ),
+        by_namespace=repartition("by-namespace"),
+        by_kind=repartition("by-kind"),
     )
-
-
-#: The clean topic keyed by namespace, and by involved kind, for the count tables.
-by_namespace_topic = _repartition("by-namespace")
-by_kind_topic = _repartition("by-kind")

@@ -8,33 +8,37 @@ be asked and the answer covers the whole table; ``?scope=local`` answers from th
 from __future__ import annotations
 
 import asyncio
+import functools
 import heapq
 import logging
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
+import aiohttp.web
+import faust
 from faust import web
-from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import logs
-from streams.application import app, settings
+from streams.counts import WINDOWS, split_kind_key, split_reason_key
 from streams.health import READINESS
 from streams.metrics import REGISTRY
 from streams.search import SearchClient
-from streams.tables.counts import WINDOWS, by_kind, by_reason, split_kind_key, split_reason_key
-from streams.topics import by_kind_topic, by_namespace_topic
+from streams.settings import Settings
+from streams.tables.counts import CountTables
+from streams.topics import Topics
 
-log = logging.getLogger("streams.web")
+log = logging.getLogger(__name__)
 
 MAX_TOP = 1000
 
-# Faust's own sensor (messages, commits, table ops, rebalances) in our registry, served at /metrics.
-setup_prometheus_sensors(app, pattern="/metrics", registry=REGISTRY, name_prefix="k8sev_faust")
+MAX_AGO = 10_000
 
 
 class BadRequest(ValueError):
@@ -46,8 +50,8 @@ def _window(request: web.Request) -> tuple[str, int]:
     if label not in WINDOWS:
         raise BadRequest(f"window must be one of {', '.join(WINDOWS)}")
     ago = request.query.get("ago", "0")
-    if not ago.isdigit() or int(ago) > 10_000:
-        raise BadRequest("ago must be a whole number of windows back, 0 for the current one")
+    if not ago.isdigit() or int(ago) > MAX_AGO:
+        raise BadRequest(f"ago must be a whole number of windows back, from 0 (the current one) to {MAX_AGO}")
     return label, int(ago)
 
 
@@ -64,7 +68,7 @@ def _window_range(label: str, ago: int, now: float | None = None) -> tuple[float
     return start, start + size
 
 
-def _owned(topic: str) -> Callable[[str], bool]:
+def _owned(app: faust.App, topic: str) -> Callable[[str], bool]:
     """Whether this worker actively owns the partition a grouping key hashes to in ``topic``.
 
     The local store also holds standby copies of other workers' partitions (and, with the
@@ -96,10 +100,10 @@ def _local_counts(
 
 
 async def _gather(
-    request: web.Request, table: Any, start: float, topic: str, group_of: Callable[[str], str]
+    app: faust.App, request: web.Request, table: Any, start: float, topic: str, group_of: Callable[[str], str]
 ) -> tuple[dict[str, int], list[str]]:
     """Counts of the whole table: ours plus every other owning worker's local share."""
-    mine = _local_counts(table, start, _owned(topic), group_of)
+    mine = _local_counts(table, start, _owned(app, topic), group_of)
     if request.query.get("scope") == "local":
         return mine, []
     own_url = str(app.conf.canonical_url).rstrip("/")
@@ -153,116 +157,133 @@ def _query(request: web.Request) -> WindowQuery:
     return WindowQuery(label, start, end, top)
 
 
-@app.page("/counts/reasons/")
-async def reasons_view(self: web.View, request: web.Request) -> web.Response:
-    """Top reasons and namespaces in one window; ``namespace`` and ``type`` filter."""
-    try:
-        query = _query(request)
-    except BadRequest as exc:
-        return self.json({"error": str(exc)}, status=400)
-    counts, failed = await _gather(
-        request,
-        by_reason[query.label],
-        query.start,
-        by_namespace_topic.get_topic_name(),
-        lambda k: split_reason_key(k)[0],
-    )
-    namespace, event_type = request.query.get("namespace"), request.query.get("type")
-    selected = {}
-    for key, value in counts.items():
-        ns, typ, _ = split_reason_key(key)
-        if (namespace is None or ns == namespace) and (event_type is None or typ == event_type):
-            selected[key] = value
-    if request.query.get("raw"):
-        return self.json({"counts": selected})
-    reasons: Counter[tuple[str, str]] = Counter()
-    namespaces: Counter[str] = Counter()
-    for key, value in selected.items():
-        ns, typ, reason = split_reason_key(key)
-        reasons[(typ, reason)] += value
-        namespaces[ns] += value
-    body = query.body({"namespace": namespace, "type": event_type}, selected, failed)
-    body["reasons"] = [{"type": t, "reason": r, "count": c} for (t, r), c in _most(reasons, query.top)]
-    body["namespaces"] = [{"namespace": ns, "count": c} for ns, c in _most(namespaces, query.top)]
-    return self.json(body)
-
-
-@app.page("/counts/kinds/")
-async def kinds_view(self: web.View, request: web.Request) -> web.Response:
-    """Top (involved kind, reason) pairs in one window; ``kind`` filters."""
-    try:
-        query = _query(request)
-    except BadRequest as exc:
-        return self.json({"error": str(exc)}, status=400)
-    counts, failed = await _gather(
-        request, by_kind[query.label], query.start, by_kind_topic.get_topic_name(), lambda k: split_kind_key(k)[0]
-    )
-    kind = request.query.get("kind")
-    selected = {k: v for k, v in counts.items() if kind is None or split_kind_key(k)[0] == kind}
-    if request.query.get("raw"):
-        return self.json({"counts": selected})
-    pairs = Counter({split_kind_key(k): v for k, v in selected.items()})
-    body = query.body({"kind": kind}, selected, failed)
-    body["kinds"] = [{"kind": k, "reason": r, "count": c} for (k, r), c in _most(pairs, query.top)]
-    return self.json(body)
-
-
 def _most(counter: Counter[Any], top: int) -> list[tuple[Any, int]]:
     # Ties broken by name so the answer is stable between calls.
     return heapq.nsmallest(top, counter.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
-@app.page("/healthz")
-async def healthz(self: web.View, request: web.Request) -> web.Response:
-    """Liveness: the worker's event loop answers and no agent has crashed."""
-    crashed = [a.name for a in app.agents.values() if getattr(a, "crash_reason", None)]
-    if crashed:
-        return self.json({"ok": False, "crashed_agents": crashed}, status=500)
-    return self.json({"ok": True})
-
-
-@app.page("/readyz")
-async def readyz(self: web.View, request: web.Request) -> web.Response:
-    """Readiness: every part this worker runs can do its job now (watch, Kafka, search engine)."""
-    ready, checks = READINESS.report()
-    return self.json({"ok": ready, "checks": checks}, status=200 if ready else 503)
-
-
-READINESS.set("kafka", False, "not probed yet")
-READINESS.set("search", False, "not probed yet")
-_search: SearchClient | None = None
-
-
 PROBE_INTERVAL = 5.0
 
 
-@app.task
-async def probe_peers() -> None:
-    """Keep the Kafka and search-engine checks of /readyz current, from start-up on."""
-    while not app.should_stop:
-        await asyncio.gather(probe_kafka(), probe_search())
-        await asyncio.sleep(PROBE_INTERVAL)
+@functools.cache
+def _faust_metrics() -> FaustMetrics:
+    # Once per process: the registry is the process's, and an app built twice (tests, tools) must
+    # not register the same series twice.
+    return FaustMetrics.create(REGISTRY, "k8sev_faust")
 
 
-async def probe_search() -> None:
-    """Search engine reachability, also while no batch is flowing."""
-    global _search
-    if _search is None:
-        _search = SearchClient(settings)
-    try:
-        ok = await asyncio.wait_for(_search.healthy(), timeout=8)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-        READINESS.set("search", False, f"{type(exc).__name__}: {str(exc)[:200]}")
-        return
-    READINESS.set("search", ok, settings.search_engine if ok else "cluster health red")
+def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTables) -> None:
+    """Register the count views, the probes behind /readyz, /healthz and /metrics on ``app``'s web server."""
+    # Faust's own sensor (messages, commits, table ops, rebalances) in our registry, served at /metrics.
+    app.monitor = PrometheusMonitor(metrics=_faust_metrics())
+    READINESS.set("kafka", False, "not probed yet")
+    READINESS.set("search", False, "not probed yet")
+    search: list[SearchClient] = []  # made on first probe, inside the running loop
 
+    @app.page("/counts/reasons/")
+    async def reasons_view(self: web.View, request: web.Request) -> web.Response:
+        """Top reasons and namespaces in one window; ``namespace`` and ``type`` filter."""
+        try:
+            query = _query(request)
+        except BadRequest as exc:
+            return self.json({"error": str(exc)}, status=400)
+        counts, failed = await _gather(
+            app,
+            request,
+            tables.by_reason[query.label],
+            query.start,
+            topics.by_namespace.get_topic_name(),
+            lambda k: split_reason_key(k)[0],
+        )
+        namespace, event_type = request.query.get("namespace"), request.query.get("type")
+        selected = {}
+        for key, value in counts.items():
+            ns, typ, _ = split_reason_key(key)
+            if (namespace is None or ns == namespace) and (event_type is None or typ == event_type):
+                selected[key] = value
+        if request.query.get("raw"):
+            return self.json({"counts": selected})
+        reasons: Counter[tuple[str, str]] = Counter()
+        namespaces: Counter[str] = Counter()
+        for key, value in selected.items():
+            ns, typ, reason = split_reason_key(key)
+            reasons[(typ, reason)] += value
+            namespaces[ns] += value
+        body = query.body({"namespace": namespace, "type": event_type}, selected, failed)
+        body["reasons"] = [{"type": t, "reason": r, "count": c} for (t, r), c in _most(reasons, query.top)]
+        body["namespaces"] = [{"namespace": ns, "count": c} for ns, c in _most(namespaces, query.top)]
+        return self.json(body)
 
-async def probe_kafka() -> None:
-    """Kafka reachability: a metadata round trip through the worker's own producer."""
-    try:
-        producer = app.producer._ensure_producer()
-        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=5)
-    except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-        READINESS.set("kafka", False, f"{type(exc).__name__}: {str(exc)[:200]}")
-        return
-    READINESS.set("kafka", True, ",".join(settings.brokers))
+    @app.page("/counts/kinds/")
+    async def kinds_view(self: web.View, request: web.Request) -> web.Response:
+        """Top (involved kind, reason) pairs in one window; ``kind`` filters."""
+        try:
+            query = _query(request)
+        except BadRequest as exc:
+            return self.json({"error": str(exc)}, status=400)
+        counts, failed = await _gather(
+            app,
+            request,
+            tables.by_kind[query.label],
+            query.start,
+            topics.by_kind.get_topic_name(),
+            lambda k: split_kind_key(k)[0],
+        )
+        kind = request.query.get("kind")
+        selected = {k: v for k, v in counts.items() if kind is None or split_kind_key(k)[0] == kind}
+        if request.query.get("raw"):
+            return self.json({"counts": selected})
+        pairs = Counter({split_kind_key(k): v for k, v in selected.items()})
+        body = query.body({"kind": kind}, selected, failed)
+        body["kinds"] = [{"kind": k, "reason": r, "count": c} for (k, r), c in _most(pairs, query.top)]
+        return self.json(body)
+
+    @app.page("/metrics")
+    async def metrics_view(self: web.View, request: web.Request) -> web.Response:
+        """Prometheus: ``k8sev_*`` and Faust's own ``k8sev_faust_*``."""
+        return cast(
+            web.Response,
+            aiohttp.web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}),
+        )
+
+    @app.page("/healthz")
+    async def healthz(self: web.View, request: web.Request) -> web.Response:
+        """Liveness: the worker's event loop answers and no agent has crashed."""
+        crashed = [a.name for a in app.agents.values() if getattr(a, "crash_reason", None)]
+        if crashed:
+            return self.json({"ok": False, "crashed_agents": crashed}, status=500)
+        return self.json({"ok": True})
+
+    @app.page("/readyz")
+    async def readyz(self: web.View, request: web.Request) -> web.Response:
+        """Readiness: every part this worker runs can do its job now (watch, Kafka, search engine)."""
+        ready, checks = READINESS.report()
+        return self.json({"ok": ready, "checks": checks}, status=200 if ready else 503)
+
+    @app.task
+    async def probe_peers() -> None:
+        """Keep the Kafka and search-engine checks of /readyz current, from start-up on."""
+        while not app.should_stop:
+            await asyncio.gather(probe_kafka(), probe_search())
+            await asyncio.sleep(PROBE_INTERVAL)
+
+    async def probe_search() -> None:
+        """Search engine reachability, also while no batch is flowing."""
+        if not search:
+            search.append(SearchClient(settings))
+        try:
+            ok = await asyncio.wait_for(search[0].healthy(), timeout=8)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            READINESS.set("search", False, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        READINESS.set("search", ok, settings.search.engine if ok else "cluster health red")
+
+    async def probe_kafka() -> None:
+        """Kafka reachability: a metadata round trip through the worker's own producer."""
+        try:
+            producer = app.producer._ensure_producer()
+            await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=5)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
+            READINESS.set("kafka", False, f"{type(exc).__name__}: {str(exc)[:200]}")
+            return
+        READINESS.set("kafka", True, ",".join(settings.kafka.brokers))

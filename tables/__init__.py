@@ -1,4 +1,5 @@
-"""The worker's tables: dedup's memory of delivered versions and the windowed occurrence counts.
+"""The stages' tables: dedup's memory of delivered versions and the windowed occurrence counts.
 
-Imported as ``streams.tables`` (see pyproject.toml for why not as a top-level ``tables``).
+Installed as ``streams.tables`` (see pyproject.toml): a top-level ``tables`` would shadow PyTables.
+Each module's ``declare(app, settings)`` is called by :func:`streams.pipeline.create_app`.
 """

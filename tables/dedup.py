@@ -10,27 +10,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.application import app, settings
+import faust
+
 from streams.dedup import Seen
-
-seen = app.Table(
-    "dedup-seen",
-    default=lambda: None,
-    partitions=settings.topic_partitions,
-    help="uid -> [resourceVersion, count] of the last version delivered to the clean topic",
-).tumbling(settings.dedup_horizon, expires=settings.dedup_horizon)
+from streams.settings import Settings
 
 
-def recall(uid: str) -> Seen | None:
-    """What was last delivered for ``uid`` within the horizon (current window first)."""
-    window = seen[uid]
-    value: Any = window.current()
-    if value is None:
-        value = window.delta(settings.dedup_horizon)
-    if not value:
-        return None
-    return Seen(resource_version=str(value[0]), count=int(value[1]))
+class DedupMemory:
+    """What dedup delivered per uid; read and written only from the dedup agent's stream."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self._horizon = settings.stages.dedup_horizon
+        self.table = app.Table(
+            "dedup-seen",
+            default=lambda: None,
+            partitions=settings.kafka.topic_partitions,
+            help="uid -> [resourceVersion, count] of the last version delivered to the clean topic",
+        ).tumbling(self._horizon, expires=self._horizon)
+
+    def recall(self, uid: str) -> Seen | None:
+        """What was last delivered for ``uid`` within the horizon (current window first)."""
+        window = self.table[uid]
+        value: Any = window.current()
+        if value is None:
+            value = window.delta(self._horizon)
+        if not value:
+            return None
+        return Seen(resource_version=str(value[0]), count=int(value[1]))
+
+    def remember(self, uid: str, delivered: Seen) -> None:
+        self.table[uid] = [delivered.resource_version, delivered.count]
 
 
-def remember(uid: str, delivered: Seen) -> None:
-    seen[uid] = [delivered.resource_version, delivered.count]
+def declare(app: faust.App, settings: Settings) -> DedupMemory:
+    return DedupMemory(app, settings)

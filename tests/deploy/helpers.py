@@ -39,7 +39,7 @@ def image_name() -> str:
 
 def defaults() -> dict[str, str]:
     """Every K8SEV_* variable and its default, from the worker's own settings."""
-    return {variable: default for variable, default, _ in Settings.documentation()}
+    return {variable: default for _, variable, default, _ in Settings.documentation()}
 
 
 def default_settings() -> Settings:

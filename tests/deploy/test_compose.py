@@ -135,13 +135,13 @@ def test_worker_settings_are_valid_and_keep_the_default_names(compose: dict[str,
     worker = compose["services"]["worker"]
     settings = worker_settings(compose)
     default = Settings.from_env({})
-    assert settings.raw_topic == default.raw_topic == "k8s-event"
-    assert settings.clean_topic == default.clean_topic
-    assert settings.dead_letter_topic == default.dead_letter_topic
-    assert settings.index_prefix == default.index_prefix == "k8s-event"
-    assert settings.topic_partitions == default.topic_partitions
+    assert settings.kafka.raw_topic == default.kafka.raw_topic == "k8s-event"
+    assert settings.kafka.clean_topic == default.kafka.clean_topic
+    assert settings.kafka.dead_letter_topic == default.kafka.dead_letter_topic
+    assert settings.search.index_prefix == default.search.index_prefix == "k8s-event"
+    assert settings.kafka.topic_partitions == default.kafka.topic_partitions
     assert settings.app_id == default.app_id
-    assert settings.search_engine == "elasticsearch"
+    assert settings.search.engine == "elasticsearch"
     # The kubeconfig and the data directory are mounted where the settings say.
     env = environment(worker)
     volumes = mounts(worker)
@@ -155,8 +155,8 @@ def test_worker_image_port_and_health_check(compose: dict[str, Any]) -> None:
     settings = worker_settings(compose)
     assert worker["image"] == image_name()
     assert (COMPOSE_DIR / worker["build"]["context"] / worker["build"]["dockerfile"]).resolve() == ROOT / "Dockerfile"
-    assert published(worker) == {settings.web_port: "127.0.0.1:6066"}
-    assert f"127.0.0.1:{settings.web_port}/healthz" in " ".join(worker["healthcheck"]["test"])
+    assert published(worker) == {settings.web.port: "127.0.0.1:6066"}
+    assert f"127.0.0.1:{settings.web.port}/healthz" in " ".join(worker["healthcheck"]["test"])
 
 
 def test_kafka_addresses_and_topics_match_the_worker(compose: dict[str, Any]) -> None:
@@ -168,7 +168,7 @@ def test_kafka_addresses_and_topics_match_the_worker(compose: dict[str, Any]) ->
     )
     internal = advertised[kafka["KAFKA_INTER_BROKER_LISTENER_NAME"]]
     settings = worker_settings(compose)
-    assert settings.brokers == (f"kafka://{internal}",)
+    assert settings.kafka.brokers == (f"kafka://{internal}",)
     assert environment(services["logstash"])["KAFKA_BOOTSTRAP_SERVERS"] == internal
     # The host listener is the published one.
     host_port = int(advertised["HOST"].rpartition(":")[2])
@@ -183,8 +183,10 @@ def test_kafka_addresses_and_topics_match_the_worker(compose: dict[str, Any]) ->
             int(args[args.index("--partitions") + 1]),
             int(args[args.index("--replication-factor") + 1]),
         )
-    expected = (settings.topic_partitions, settings.topic_replicas)
-    assert created == dict.fromkeys((settings.raw_topic, settings.clean_topic, settings.dead_letter_topic), expected)
+    expected = (settings.kafka.topic_partitions, settings.kafka.topic_replicas)
+    assert created == dict.fromkeys(
+        (settings.kafka.raw_topic, settings.kafka.clean_topic, settings.kafka.dead_letter_topic), expected
+    )
     # One broker: internal topics need a replication factor of one.
     for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
         assert kafka[key] == "1"
@@ -195,7 +197,7 @@ def test_kafka_addresses_and_topics_match_the_worker(compose: dict[str, Any]) ->
 def test_search_engine_and_kibana_addresses(compose: dict[str, Any]) -> None:
     services = compose["services"]
     settings = worker_settings(compose)
-    (url,) = settings.es_urls
+    (url,) = settings.search.urls
     parts = urlsplit(url)
     assert parts.hostname == "elasticsearch" and parts.port == 9200
     assert 9200 in published(services["elasticsearch"])

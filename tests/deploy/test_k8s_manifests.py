@@ -34,7 +34,7 @@ pytestmark = pytest.mark.deploy
 NAMESPACE = "k8s-event-streams"
 SERVICE_ACCOUNT = "k8s-event-streams"
 FIELD_MANAGER = "k8s-event-streams-tests"
-SECRET_SETTINGS = {f"{var}" for var, _, _ in Settings.documentation() if "PASSWORD" in var or "API_KEY" in var}
+SECRET_SETTINGS = {f"{var}" for _, var, _, _ in Settings.documentation() if "PASSWORD" in var or "API_KEY" in var}
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +149,11 @@ def test_the_config_map_holds_valid_worker_settings(objects: list[dict[str, Any]
     assert {n for n in env_names if n.startswith("K8SEV_")} <= set(defaults())
     settings = Settings.from_env({**data, **literal_env(container)})
     default = Settings.from_env({})
-    assert settings.raw_topic == default.raw_topic and settings.index_prefix == default.index_prefix
-    assert settings.ingest is True
+    assert (
+        settings.kafka.raw_topic == default.kafka.raw_topic
+        and settings.search.index_prefix == default.search.index_prefix
+    )
+    assert settings.stages.ingest is True
 
 
 def test_the_deployment_is_replicated_probed_and_locked_down(objects: list[dict[str, Any]]) -> None:
@@ -160,7 +163,7 @@ def test_the_deployment_is_replicated_probed_and_locked_down(objects: list[dict[
     container = worker_container(objects)
     settings = Settings.from_env({**find(objects, "ConfigMap")["data"], **literal_env(container)})
     (port,) = container["ports"]
-    assert port["containerPort"] == settings.web_port == 6066
+    assert port["containerPort"] == settings.web.port == 6066
     probes = {name: container[name]["httpGet"] for name in ("startupProbe", "livenessProbe", "readinessProbe")}
     assert probes["livenessProbe"]["path"] == probes["startupProbe"]["path"] == "/healthz"
     assert probes["readinessProbe"]["path"] == "/readyz"

@@ -95,7 +95,7 @@ def test_every_reference_points_at_an_object_in_the_file() -> None:
 
 def test_the_data_view_covers_the_daily_indices(settings: Settings, fields: dict[str, str]) -> None:
     (view,) = of_type("index-pattern")
-    assert view["attributes"]["title"] == f"{settings.index_prefix}-*"
+    assert view["attributes"]["title"] == f"{settings.search.index_prefix}-*"
     assert view["attributes"]["timeFieldName"] == "@timestamp"
     assert fields["@timestamp"] == "date"
 

@@ -106,7 +106,7 @@ def test_input_reads_the_raw_topic_as_json_in_its_own_group(settings: Settings) 
     kafka = section("input")
     assert re.match(r"\s*kafka\s*\{", kafka)
     topics = option(kafka, "topics")
-    assert substitute(topics) == f'["{settings.raw_topic}"]'
+    assert substitute(topics) == f'["{settings.kafka.raw_topic}"]'
     assert re.search(r"codec\s*=>\s*json\b", kafka)
     group = unquote(option(kafka, "group_id"))
     assert group != settings.app_id, "sharing the worker's consumer group would split the records between them"
@@ -135,7 +135,7 @@ def test_the_body_is_the_event_plus_timestamp_and_cluster(settings: Settings) ->
     assert '"[metadata][managedFields]"' in removed.group(1)
     assert '"@version"' in removed.group(1), "Logstash's own field would make the documents differ"
     cluster = re.search(r'add_field\s*=>\s*\{\s*"cluster"\s*=>\s*"([^"]+)"\s*\}', filters)
-    assert cluster and substitute(cluster.group(1)) == settings.cluster
+    assert cluster and substitute(cluster.group(1)) == settings.kube.cluster
 
 
 def test_records_the_worker_dead_letters_are_not_indexed() -> None:
@@ -152,13 +152,13 @@ def test_output_index_and_document_id_are_the_workers(settings: Settings) -> Non
     es = output[output.index("elasticsearch") :]
     index = unquote(option(es, "index"))
     prefix, _, day = substitute(index).partition("-%{+")
-    assert prefix == settings.index_prefix
+    assert prefix == settings.search.index_prefix
     # Joda's YYYY.MM.dd of @timestamp, in UTC: the worker's <prefix>-YYYY.MM.dd of the event's time.
     when = datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC)
     joda = {"YYYY": "%Y", "MM": "%m", "dd": "%d"}
     assert day.endswith("}")
     strftime = re.sub(r"YYYY|MM|dd", lambda m: joda[m.group(0)], day[:-1])
-    assert f"{prefix}-{when:{strftime}}" == events.index_name(settings.index_prefix, when)
+    assert f"{prefix}-{when:{strftime}}" == events.index_name(settings.search.index_prefix, when)
 
     document_id = unquote(option(es, "document_id"))
     sample = {"metadata": {"uid": "4f6e-11", "resourceVersion": "12345", "name": "x"}, "reason": "Started"}

@@ -10,10 +10,13 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+import faust
 import pytest
 
-from streams.agents.dedup import dedup
-from streams.topics import clean_topic, dead_letter_topic
+from streams import topics
+from streams.agents import dedup as dedup_stage
+from streams.settings import Settings
+from streams.tables.dedup import DedupMemory
 
 
 def raw(uid: str, rv: str, count: int = 1, **extra: Any) -> bytes:
@@ -36,8 +39,24 @@ class Sent:
 
 
 @pytest.fixture
-def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
+def stage(tmp_path: Any) -> tuple[Any, topics.Topics]:
+    """The dedup stage alone on an app of its own: its topics, its table, its agent."""
+    settings = Settings.from_env({"K8SEV_APP_ID": "unit-dedup", "K8SEV_DATA_DIR": str(tmp_path)})
+    app = faust.App(settings.app_id, store="memory://", datadir=str(tmp_path), autodiscover=False)
+    declared = topics.declare(app, settings)
+    agent = dedup_stage.install(app, settings, declared, DedupMemory(app, settings))
+    return agent, declared
+
+
+@pytest.fixture
+def dedup(stage: tuple[Any, topics.Topics]) -> Any:
+    return stage[0]
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch, stage: tuple[Any, topics.Topics]) -> Sent:
     out = Sent()
+    clean_topic, dead_letter_topic = stage[1].clean, stage[1].dead_letter
 
     async def to_clean(*, key: bytes, value: Any, **_: Any) -> None:
         out.clean.append(value)
@@ -50,7 +69,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> Sent:
     return out
 
 
-async def test_each_version_once_with_its_occurrences(sent: Sent) -> None:
+async def test_each_version_once_with_its_occurrences(dedup: Any, sent: Sent) -> None:
     async with dedup.test_context() as agent:
         for value in (raw("a", "10"), raw("a", "10"), raw("a", "12", count=4), raw("a", "11", count=2), raw("b", "5")):
             await agent.put(value, key=json.loads(value)["metadata"]["uid"].encode())
@@ -65,7 +84,7 @@ async def test_each_version_once_with_its_occurrences(sent: Sent) -> None:
     assert sent.dead == []
 
 
-async def test_bad_records_become_dead_letters_and_the_rest_flows(sent: Sent) -> None:
+async def test_bad_records_become_dead_letters_and_the_rest_flows(dedup: Any, sent: Sent) -> None:
     async with dedup.test_context() as agent:
         await agent.put(b"{not json", key=b"x")
         await agent.put(raw("c", "1"), key=b"c")

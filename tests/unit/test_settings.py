@@ -8,21 +8,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.settings import Settings, SettingsError, parse_duration
+from streams.setting_values import parse_duration
+from streams.settings import Settings, SettingsError
 
 
 def test_defaults_match_the_seed() -> None:
     settings = Settings.from_env({})
-    assert settings.raw_topic == "k8s-event"
-    assert settings.index_prefix == "k8s-event"
-    assert settings.brokers == ("kafka://localhost:9092",)
-    assert settings.dedup_horizon == 7200
-    assert settings.kubeconfig is None
+    assert settings.kafka.raw_topic == "k8s-event"
+    assert settings.search.index_prefix == "k8s-event"
+    assert settings.kafka.brokers == ("kafka://localhost:9092",)
+    assert settings.stages.dedup_horizon == 7200
+    assert settings.kube.kubeconfig is None
 
 
 def test_seed_style_broker_lists_are_accepted() -> None:
     settings = Settings.from_env({"K8SEV_BROKER": "10.0.7.14:9092, kafka://10.0.7.15:9093"})
-    assert settings.brokers == ("kafka://10.0.7.14:9092", "kafka://10.0.7.15:9093")
+    assert settings.kafka.brokers == ("kafka://10.0.7.14:9092", "kafka://10.0.7.15:9093")
 
 
 def test_every_bad_value_is_named_in_one_error(tmp_path: Path) -> None:
@@ -69,13 +70,79 @@ def test_secrets_are_masked_in_errors_and_descriptions() -> None:
 def test_kubeconfig_falls_back_to_the_kubeconfig_variable(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text("apiVersion: v1\n")
-    assert Settings.from_env({"KUBECONFIG": f"{config}:/other"}).kubeconfig == config
+    assert Settings.from_env({"KUBECONFIG": f"{config}:/other"}).kube.kubeconfig == config
 
 
-def test_documentation_lists_every_setting() -> None:
+def test_documentation_lists_every_setting_once_with_its_docstring() -> None:
     rows = Settings.documentation()
-    assert len(rows) == len({r[0] for r in rows})
-    assert all(var.startswith("K8SEV_") and doc for var, _, doc in rows)
+    assert len(rows) == len({variable for _, variable, _, _ in rows}) == 56
+    assert {group for group, _, _, _ in rows} == {"", "kafka", "kube", "lease", "search", "web", "stages"}
+    undocumented = [variable for _, variable, _, doc in rows if not doc]
+    assert undocumented == []
+    assert all(variable.startswith("K8SEV_") for _, variable, _, _ in rows)
+
+
+def test_fields_have_real_typed_defaults() -> None:
+    # The defaults are the parsed values of the documented texts, not None placeholders.
+    bare = Settings()
+    assert bare.kafka.brokers == ("kafka://localhost:9092",)
+    assert bare.kafka.topic_partitions == 6 and bare.stages.bulk_within == 1.0
+    assert bare.kube.kubeconfig is None and bare.stages.ingest is True
+    read = Settings.from_env({"K8SEV_IDENTITY": "x"})
+    assert read.kafka == bare.kafka and read.search == bare.search and read.kube == bare.kube
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env({})
+    with pytest.raises(AttributeError):
+        settings.kafka.raw_topic = "other"  # type: ignore[misc]
+
+
+def test_cross_checks_are_reported_together_with_bad_values() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_BULK_SIZE": "many", "K8SEV_CLEAN_TOPIC": "k8s-event", "K8SEV_WATCH_TIMEOUT": "5m"})
+    text = str(caught.value)
+    assert "K8SEV_BULK_SIZE='many'" in text and "must differ" in text and "WATCH_IDLE_TIMEOUT must be longer" in text
+
+
+def test_a_cross_check_on_a_value_that_did_not_parse_is_not_reported_twice() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_LEASE_DURATION": "soon"})
+    assert caught.value.problems == [
+        "K8SEV_LEASE_DURATION='soon': 'soon' is not a duration (examples: 30s, 5m, 2h, 7d)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "rule"),
+    [
+        ("K8SEV_APP_ID", "Event_Streams", "RFC 1123 label"),
+        ("K8SEV_LEASE_NAME", "ingest_lease", "RFC 1123 subdomain"),
+        ("K8SEV_LEASE_NAMESPACE", "Kube-System", "RFC 1123 label"),
+        ("K8SEV_NAMESPACES", "default,Bad_NS", "RFC 1123 label"),
+        ("K8SEV_TOPIC", "raw topic", "Kafka topic name"),
+        ("K8SEV_INDEX_PREFIX", "Events", "Elasticsearch index prefix"),
+        ("K8SEV_INDEX_PREFIX", "_events", "Elasticsearch index prefix"),
+    ],
+)
+def test_names_follow_the_rules_of_the_system_that_holds_them(variable: str, value: str, rule: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({variable: value})
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"{variable}=") and rule in problem
+
+
+def test_a_data_directory_needs_an_existing_parent(tmp_path: Path) -> None:
+    assert Settings.from_env({"K8SEV_DATA_DIR": str(tmp_path / "state")}).data_dir == tmp_path / "state"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_DATA_DIR": str(tmp_path / "missing" / "state")})
+    assert "parent directory" in str(caught.value)
+
+
+def test_a_missing_kubeconfig_is_reported_under_the_variable_that_named_it(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"KUBECONFIG": str(tmp_path / "nope")})
+    assert caught.value.problems[0].startswith("KUBECONFIG=")
 
 
 @given(st.integers(min_value=0, max_value=10**9), st.sampled_from(["ms", "s", "m", "h", "d", ""]))
@@ -105,7 +172,7 @@ def test_secrets_from_files(tmp_path: Path) -> None:
             "K8SEV_ES_PASSWORD_FILE": str(password),
         }
     )
-    assert settings.kafka_password == "s3cret" and settings.es_password == "s3cret"
+    assert settings.kafka.password == "s3cret" and settings.search.password == "s3cret"
     assert "s3cret" not in str(settings.describe())
 
 

@@ -1,0 +1,237 @@
+"""Parsers of setting values: text from the environment -> a typed value, or ValueError saying what was expected.
+
+Each parser names the rule a value broke (Kafka's topic rules, Elasticsearch's index rules,
+Kubernetes' name rules), so a bad setting is fixed from the message alone.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+# Kafka's legal topic characters; 249 is its length limit.
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# Elasticsearch index names: lowercase, none of \ / * ? " < > | space , # :, not starting with - _ + (or .,
+# which marks hidden and system indices). The daily suffix -YYYY.MM.dd takes 11 of the 255 bytes.
+_INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9._-]{0,199}$")
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# Kubernetes: RFC 1123 labels (namespaces) and subdomains (most object names, Leases among them).
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def parse_duration(text: str) -> float:
+    """``"90"``, ``"90s"``, ``"1.5m"``, ``"2h"``, ``"7d"``, ``"250ms"`` -> seconds (float, >= 0)."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a duration (examples: 30s, 5m, 2h, 7d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_list(text: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks and surrounding spaces are dropped."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean (true/false)")
+
+
+def text(value: str) -> str:
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise ValueError(f"{text!r} must be a positive integer")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise ValueError(f"{text!r} must be zero or a positive integer")
+    return value
+
+
+def positive_duration(text: str) -> float:
+    value = parse_duration(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return value
+
+
+def brokers(text: str) -> tuple[str, ...]:
+    urls = parse_list(text)
+    if not urls:
+        raise ValueError("at least one broker is needed (kafka://host:9092)")
+    out = []
+    for url in urls:
+        if "://" not in url:
+            url = f"kafka://{url}"
+        parts = urlsplit(url)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("kafka", "aiokafka") or not parts.hostname or port is None:
+            raise ValueError(f"{url!r} is not host:port or kafka://host:port")
+        out.append(f"kafka://{parts.hostname}:{port}")
+    return tuple(out)
+
+
+def http_urls(text: str) -> tuple[str, ...]:
+    urls = parse_list(text)
+    if not urls:
+        raise ValueError("at least one URL is needed (http://host:9200)")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s):// URL")
+        if parts.username or parts.password:
+            raise ValueError(f"{redact(url)!r}: put credentials in K8SEV_ES_USERNAME/_PASSWORD, not the URL")
+    return urls
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def redact_all(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@`` in it masked."""
+    return ",".join(redact(part) for part in text.split(","))
+
+
+def topic(text: str) -> str:
+    if not _TOPIC.match(text) or text in (".", ".."):
+        raise ValueError(f"{text!r} is not a legal Kafka topic name (1-249 of A-Z a-z 0-9 . _ -, not . or ..)")
+    return text
+
+
+def index_prefix(text: str) -> str:
+    if not _INDEX_PREFIX.match(text):
+        raise ValueError(
+            f"{text!r} is not a legal Elasticsearch index prefix "
+            "(1-200 of lowercase a-z 0-9 . _ -, starting with a letter or digit)"
+        )
+    return text
+
+
+def label(text: str) -> str:
+    if not _LABEL.match(text):
+        raise ValueError(f"{text!r} must be 1-63 characters of A-Z a-z 0-9 . _ -")
+    return text
+
+
+def app_id(text: str) -> str:
+    # The app id names the consumer group, the changelog topics and the default Lease
+    # (<app id>-ingest), so it must be a Kubernetes name as well as a Kafka one.
+    if len(text) > 56 or not _DNS_LABEL.match(text):
+        raise ValueError(
+            f"{text!r} must be a Kubernetes RFC 1123 label of at most 56 characters "
+            "(lowercase a-z 0-9 and -, starting and ending with a letter or digit): it names the ingest Lease"
+        )
+    return text
+
+
+def kube_name(text: str) -> str:
+    """Empty, or a Kubernetes object name (RFC 1123 subdomain)."""
+    if text and (len(text) > 253 or not _DNS_SUBDOMAIN.match(text)):
+        raise ValueError(
+            f"{text!r} is not a Kubernetes object name (RFC 1123 subdomain: lowercase a-z 0-9 - and ., "
+            "at most 253, starting and ending with a letter or digit)"
+        )
+    return text
+
+
+def kube_namespace(text: str) -> str:
+    """Empty, or a Kubernetes namespace name (RFC 1123 label)."""
+    if text and not _DNS_LABEL.match(text):
+        raise ValueError(
+            f"{text!r} is not a Kubernetes namespace name (RFC 1123 label: lowercase a-z 0-9 and -, at most 63)"
+        )
+    return text
+
+
+def kube_namespaces(text: str) -> tuple[str, ...]:
+    names = parse_list(text)
+    for name in names:
+        kube_namespace(name)
+    return names
+
+
+def engine(text: str) -> str:
+    if text not in ("elasticsearch", "opensearch"):
+        raise ValueError(f"{text!r} is not one of: elasticsearch, opensearch")
+    return text
+
+
+def kafka_protocol(text: str) -> str:
+    if text not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+        raise ValueError(f"{text!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")
+    return text
+
+
+def sasl_mechanism(text: str) -> str:
+    if text not in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"):
+        raise ValueError(f"{text!r} is not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512")
+    return text
+
+
+def port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a TCP port") from None
+    if not 0 < value < 65536:
+        raise ValueError(f"{text!r} is not a TCP port (1-65535)")
+    return value
+
+
+def existing_file(text: str) -> Path:
+    path = Path(text).expanduser()
+    if not path.is_file():
+        raise ValueError(f"{text!r}: no such file")
+    return path
+
+
+def optional_file(text: str) -> Path | None:
+    return existing_file(text) if text else None
+
+
+def optional_dir(text: str) -> Path | None:
+    """Empty, or a directory that exists or can be created (its parent exists and is a directory)."""
+    if not text:
+        return None
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{text!r} exists and is not a directory")
+    if not path.exists() and not path.parent.is_dir():
+        raise ValueError(f"{text!r}: its parent directory {str(path.parent)!r} does not exist")
+    return path
+
+
+def event_types(text: str) -> tuple[str, ...]:
+    types = parse_list(text)
+    unknown = [t for t in types if t not in ("Normal", "Warning")]
+    if unknown:
+        raise ValueError(f"unknown event type(s) {', '.join(unknown)} (Kubernetes has Normal and Warning)")
+    return types
