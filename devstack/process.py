@@ -88,7 +88,24 @@ def read_pid(server: str) -> int | None:
     return None
 
 
+#: Servers this process started: kept so their exit is reaped (no zombie, no ResourceWarning).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _reap(pid: int) -> None:
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+
+
 def _alive(pid: int) -> bool:
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _CHILDREN[pid]
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -136,6 +153,7 @@ def spawn(
         except OSError as exc:
             raise StackError(server, f"could not start {argv[0]}: {exc}", log) from None
     pidfile.write_text(f"{proc.pid}\n")
+    _CHILDREN[proc.pid] = proc
     return proc.pid
 
 
@@ -168,6 +186,7 @@ def stop(server: str, timeout: float = 30.0) -> bool:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and _group_alive(pid):
             time.sleep(0.1)
+    _reap(pid)
     paths.pid_file(server).unlink(missing_ok=True)
     return True
 
@@ -181,6 +200,7 @@ def kill(server: str) -> bool:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and _group_alive(pid):
         time.sleep(0.1)
+    _reap(pid)
     paths.pid_file(server).unlink(missing_ok=True)
     return True
 

@@ -52,11 +52,13 @@ class App(faust.App):
 
     settings: Settings
 
+    # Faust leaves the transports' loop unset, and they then make one of their own that nobody
+    # closes; they must run on the app's.
     def _new_transport(self) -> _Transport:
-        return _Transport(self.conf.broker_consumer, self)
+        return _Transport(self.conf.broker_consumer, self, loop=self.loop)
 
     def _new_producer_transport(self) -> _Transport:
-        return _Transport(self.conf.broker_producer, self)
+        return _Transport(self.conf.broker_producer, self, loop=self.loop)
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:

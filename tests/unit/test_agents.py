@@ -6,15 +6,16 @@ are Faust's own, in memory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 from typing import Any
 
-import faust
 import pytest
 
 from streams import topics
 from streams.agents import dedup as dedup_stage
+from streams.pipeline import App
 from streams.settings import Settings
 from streams.tables.dedup import DedupMemory
 
@@ -39,10 +40,15 @@ class Sent:
 
 
 @pytest.fixture
-def stage(tmp_path: Any) -> tuple[Any, topics.Topics]:
-    """The dedup stage alone on an app of its own: its topics, its table, its agent."""
+async def stage(tmp_path: Any) -> tuple[Any, topics.Topics]:
+    """The dedup stage alone on an app of its own: its topics, its table, its agent.
+
+    Async, so the app takes the test's running loop instead of making one of its own.
+    """
     settings = Settings.from_env({"K8SEV_APP_ID": "unit-dedup", "K8SEV_DATA_DIR": str(tmp_path)})
-    app = faust.App(settings.app_id, store="memory://", datadir=str(tmp_path), autodiscover=False)
+    app = App(
+        settings.app_id, store="memory://", datadir=str(tmp_path), autodiscover=False, loop=asyncio.get_running_loop()
+    )
     declared = topics.declare(app, settings)
     agent = dedup_stage.install(app, settings, declared, DedupMemory(app, settings))
     return agent, declared
