@@ -11,6 +11,9 @@ from kubernetes.client.exceptions import ApiException
 
 from tests.fixtures.stack import unique_name
 
+# The shared proofs assert outside test modules: let pytest show their values when they fail.
+pytest.register_assert_rewrite("tests.deploy.rbac")
+
 
 @pytest.fixture
 def other_namespace(kube_client: client.ApiClient) -> Iterator[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,14 @@ def assert_least_privilege(sa: client.ApiClient, namespace: str, other: str) -> 
     raw = {"_preload_content": False}
     lease = {"metadata": {"name": "probe"}, "spec": {"holderIdentity": "test"}}
     event = {"metadata": {"name": "forged"}, "involvedObject": {"kind": "Pod", "name": "x"}, "reason": "Forged"}
+
+    def current() -> dict[str, Any]:
+        """The probe Lease as read back (an update must carry its resourceVersion)."""
+        response = sa_leases.read_namespaced_lease("probe", namespace, **raw)
+        body: dict[str, Any] = json.loads(response.data)
+        body["spec"]["holderIdentity"] = "test-again"
+        return body
+
     allowed = {
         "list events, all namespaces": lambda: sa_core.list_event_for_all_namespaces(limit=5, **raw),
         "watch events, all namespaces": lambda: sa_core.list_event_for_all_namespaces(
@@ -113,7 +122,7 @@ def assert_least_privilege(sa: client.ApiClient, namespace: str, other: str) -> 
         ),
         "create its lease": lambda: sa_leases.create_namespaced_lease(namespace, lease, **raw),
         "read its lease": lambda: sa_leases.read_namespaced_lease("probe", namespace, **raw),
-        "update its lease": lambda: sa_leases.replace_namespaced_lease("probe", namespace, lease, **raw),
+        "update its lease": lambda: sa_leases.replace_namespaced_lease("probe", namespace, current(), **raw),
     }
     refused = {
         "list secrets in its namespace": lambda: sa_core.list_namespaced_secret(namespace, **raw),
@@ -130,9 +139,11 @@ def assert_least_privilege(sa: client.ApiClient, namespace: str, other: str) -> 
         "list leases in another namespace": lambda: sa_leases.list_namespaced_lease("kube-system", **raw),
     }
     outcome = {what: status_of(call) for what, call in allowed.items()}
-    assert {what: status for what, status in outcome.items() if not 200 <= status < 300} == {}
+    denied = {what: status for what, status in outcome.items() if not 200 <= status < 300}
+    assert denied == {}, f"the worker's token was refused what it needs: {denied}"
     outcome = {what: status_of(call) for what, call in refused.items()}
-    assert outcome == dict.fromkeys(refused, 403)
+    granted = {what: status for what, status in outcome.items() if status != 403}
+    assert granted == {}, f"the worker's token was not refused (403) these: {granted}"
 
 
 def pod_from_template(template: dict[str, Any]) -> dict[str, Any]:
