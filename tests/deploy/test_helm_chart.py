@@ -530,6 +530,10 @@ def test_helm_install_gives_the_least_privilege_and_restricted_pods(
     tmp_path: Path,
 ) -> None:
     kubeconfig = stack["KUBECONFIG"]
+    # A misspelt value stops `helm install` before anything is created.
+    with pytest.raises(ToolError, match="additional properties 'replica' not allowed"):
+        install(release, release_namespace, kubeconfig, "--set", "replica=3")
+    assert helm("list", "--namespace", release_namespace, "--all", "--short", kubeconfig=kubeconfig).strip() == ""
     install(release, release_namespace, kubeconfig)
     objects = manifest_objects(release, release_namespace, kubeconfig)
     fullname = f"{release}-k8s-event-streams"
