@@ -366,13 +366,7 @@ def security_view(objects: list[dict[str, Any]]) -> dict[str, Any]:
         obj = find(objects, kind)
         return {
             "roleRef": {**obj["roleRef"], "name": obj["roleRef"]["name"] == bound["metadata"]["name"]},
-            "subjects": [
-                {
-                    "kind": s["kind"],
-                    "is its ServiceAccount": (s["name"], s["namespace"]) == (account["name"], account["namespace"]),
-                }
-                for s in obj["subjects"]
-            ],
+            "subjects": [{"kind": s["kind"], "is its ServiceAccount": is_account(s)} for s in obj["subjects"]],
         }
 
     def selects(selector: dict[str, str]) -> bool:
@@ -417,6 +411,12 @@ def test_helm_and_kustomize_agree_on_every_security_relevant_field(rendered: lis
     chart = security_view(rendered)
     assert {k: v for k, v in chart.items() if ours[k] != v} == {}
     assert ours == chart
+
+
+def test_helm_and_kustomize_scrape_the_same_endpoint() -> None:
+    chart = find(helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=("serviceMonitor.enabled=true",)), "ServiceMonitor")
+    component = load_yaml(K8S_DIR / "components" / "servicemonitor" / "servicemonitor.yaml")
+    assert chart["spec"]["endpoints"] == component["spec"]["endpoints"]
 
 
 def test_by_default_helm_and_kustomize_configure_the_same_worker(rendered: list[dict[str, Any]]) -> None:
