@@ -8,7 +8,7 @@ import shlex
 import shutil
 import sys
 
-from devstack import paths, process, stack
+from devstack import paths, process, stack, tools
 from devstack.errors import StackError
 
 
@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the project's local stack: Kafka, Elasticsearch, OpenSearch and Kubernetes "
         "(etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) as local processes.",
         epilog="Servers: kafka elasticsearch opensearch search-https etcd kube-apiserver kube-controller-manager "
-        "kube-scheduler kwok; `kube` names the Kubernetes five. No server named means all of them.",
+        "kube-scheduler kwok; `kube` names the Kubernetes five. No server named means all of them. "
+        "`provision` also builds the tools the tests run (Helm, kustomize); `provision tools` only them.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [
@@ -46,12 +47,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.command == "provision":
+        names = [n for n in args.servers if n != TOOLS]
+        if names or not args.servers:
+            stack.provision(stack.select(names))
+        if TOOLS in args.servers or not args.servers:
+            tools.provision()
+        return 0
     # `down` and `kill` act on exactly what was named; the others pull in dependencies.
     exact = args.command in ("down", "kill", "restart")
     servers = stack.select(args.servers) if not exact or not args.servers else _exact(args.servers)
-    if args.command == "provision":
-        stack.provision(servers)
-    elif args.command == "up":
+    if args.command == "up":
         stack.up(servers)
         print(f'stack ready; clients: eval "$({shlex.join([sys.executable, "-m", "devstack", "env"])})"')
     elif args.command == "down":
@@ -78,6 +84,9 @@ def _run(args: argparse.Namespace) -> int:
         for server in servers:
             print(f"{server.name}: {paths.log_file(server.name)}")
     return 0
+
+
+TOOLS = "tools"
 
 
 def _exact(names: list[str]) -> list[stack.Server]:

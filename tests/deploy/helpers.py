@@ -1,8 +1,6 @@
-"""What the deployment tests share: paths, the worker's defaults, YAML loading and a small kustomize.
+"""What the deployment tests share: paths, the worker's defaults and YAML loading.
 
-The kustomize here covers what ``k8s/`` uses and nothing more: ``resources`` (files, or folders with
-their own kustomization), ``components`` and ``namespace``. Where ``kubectl`` is installed, a test
-compares it with ``kubectl kustomize``.
+``k8s/`` is rendered by the real kustomize and the chart by the real Helm (:mod:`tests.fixtures.tools`).
 """
 
 from __future__ import annotations
@@ -19,10 +17,11 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 K8S_DIR = ROOT / "k8s"
+CHART_DIR = K8S_DIR / "helm" / "k8s-event-streams"
 DOCKERFILE = ROOT / "Dockerfile"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 
-# Kinds without a namespace, among those the manifests use.
+# Kinds without a namespace, among those the manifests and the chart use.
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 
 
@@ -52,28 +51,6 @@ def load_yaml(path: Path) -> Any:
 
 def load_all_yaml(path: Path) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-
-
-def kustomize(directory: Path) -> list[dict[str, Any]]:
-    """The objects ``kubectl kustomize directory`` would print, for the subset of kustomize k8s/ uses."""
-    spec = load_yaml(directory / "kustomization.yaml")
-    allowed = {"apiVersion", "kind", "namespace", "resources", "components"}
-    unknown = set(spec) - allowed
-    if unknown:
-        raise ValueError(f"{directory}/kustomization.yaml uses {sorted(unknown)}, which this renderer does not know")
-    objects: list[dict[str, Any]] = []
-    for entry in [*spec.get("resources", []), *spec.get("components", [])]:
-        path = (directory / entry).resolve()
-        if path.is_dir():
-            objects.extend(kustomize(path))
-        else:
-            objects.extend(load_all_yaml(path))
-    namespace = spec.get("namespace")
-    if namespace:
-        for obj in objects:
-            if obj["kind"] not in CLUSTER_SCOPED:
-                obj.setdefault("metadata", {})["namespace"] = namespace
-    return objects
 
 
 def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

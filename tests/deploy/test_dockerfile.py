@@ -20,9 +20,9 @@ from tests.deploy.helpers import (
     ROOT,
     find,
     image_name,
-    kustomize,
     load_yaml,
 )
+from tests.fixtures.tools import kustomize_build
 
 pytestmark = pytest.mark.deploy
 
@@ -101,7 +101,7 @@ def test_runs_as_an_unprivileged_numeric_user_matching_the_deployment() -> None:
     assert users, "the runtime stage sets no USER"
     uid, _, gid = users[-1].partition(":")
     assert uid.isdigit() and int(uid) != 0 and (not gid or int(gid) != 0)
-    pod = find(kustomize(K8S_DIR), "Deployment")["spec"]["template"]["spec"]
+    pod = find(kustomize_build(K8S_DIR), "Deployment")["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == int(uid)
     assert pod["securityContext"]["runAsNonRoot"] is True
 
@@ -122,7 +122,7 @@ def test_data_dir_is_where_compose_and_kubernetes_mount_a_volume() -> None:
     match = re.search(r"K8SEV_DATA_DIR=(\S+)", env)
     assert match, "the image sets K8SEV_DATA_DIR"
     data_dir = match.group(1)
-    container = find(kustomize(K8S_DIR), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = find(kustomize_build(K8S_DIR), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert data_dir in {m["mountPath"] for m in container["volumeMounts"]}
     worker = load_yaml(COMPOSE_FILE)["services"]["worker"]
     assert any(v.endswith(f":{data_dir}") for v in worker["volumes"])
@@ -161,7 +161,7 @@ def test_one_image_name_in_dockerfile_compose_kubernetes_and_docs() -> None:
     image = image_name()
     assert f"docker build -t {image} ." in DOCKERFILE.read_text()
     assert load_yaml(COMPOSE_FILE)["services"]["worker"]["image"] == image
-    container = find(kustomize(K8S_DIR), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = find(kustomize_build(K8S_DIR), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == image
     doc = DEPLOY_DOC.read_text()
     assert f"docker build -t {image} ." in doc

@@ -1,4 +1,4 @@
-"""k8s/grafana/k8s-event-streams.json queries only metrics the worker exposes."""
+"""The Grafana dashboard (k8s/helm/k8s-event-streams/dashboards/) queries only metrics the worker exposes."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.deploy.helpers import K8S_DIR
 
 pytestmark = pytest.mark.deploy
 
-DASHBOARD = K8S_DIR / "grafana" / "k8s-event-streams.json"
+DASHBOARD = K8S_DIR / "helm" / "k8s-event-streams" / "dashboards" / "k8s-event-streams.json"
 _METRIC = re.compile(r"\bk8sev_[a-z0-9_]+\b")
 # The series each metric type exposes (prometheus_client: counters add _total and _created).
 _SUFFIXES = {

@@ -8,11 +8,9 @@ an Event created in another namespace must reach Elasticsearch.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
-import shutil
-import subprocess
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,9 +23,18 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from streams.settings import Settings
-from tests.deploy.helpers import CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, defaults, find, kustomize, load_yaml
+from tests.deploy.helpers import CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, defaults, find, load_yaml
+from tests.deploy.rbac import (
+    RESTRICTED,
+    admin_cluster,
+    assert_least_privilege,
+    assert_restricted_pod_security,
+    service_account_token,
+    token_client,
+    write_token_kubeconfig,
+)
 from tests.e2e.helpers import create_event, documents, identity, wait_for
-from tests.fixtures.stack import unique_name
+from tests.fixtures.tools import kustomize_build
 
 pytestmark = pytest.mark.deploy
 
@@ -39,7 +46,7 @@ SECRET_SETTINGS = {f"{var}" for _, var, _, _ in Settings.documentation() if "PAS
 
 @pytest.fixture(scope="module")
 def objects() -> list[dict[str, Any]]:
-    return kustomize(K8S_DIR)
+    return kustomize_build(K8S_DIR)
 
 
 def pod_spec(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -88,27 +95,17 @@ def test_the_service_monitor_is_an_opt_in_component(objects: list[dict[str, Any]
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump({"resources": [str(K8S_DIR)], "components": [str(component)]})
+        # kustomize takes only relative paths, as an overlay in the repository would write them.
+        yaml.safe_dump(
+            {"resources": [os.path.relpath(K8S_DIR, overlay)], "components": [os.path.relpath(component, overlay)]}
+        )
     )
-    monitor = find(kustomize(overlay), "ServiceMonitor")
+    monitor = find(kustomize_build(overlay), "ServiceMonitor")
     service = find(objects, "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["path"] == "/metrics"
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
-
-
-def test_the_renderer_agrees_with_kubectl_kustomize(objects: list[dict[str, Any]]) -> None:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed; the Python renderer stands alone")
-    out = subprocess.run([kubectl, "kustomize", str(K8S_DIR)], capture_output=True, text=True, check=True).stdout
-    theirs = [doc for doc in yaml.safe_load_all(out) if doc]
-
-    def key(obj: dict[str, Any]) -> tuple[str, str]:
-        return obj["kind"], obj["metadata"]["name"]
-
-    assert sorted(theirs, key=key) == sorted(objects, key=key)
 
 
 def test_rbac_reads_events_and_writes_only_its_own_lease(objects: list[dict[str, Any]]) -> None:
@@ -246,70 +243,13 @@ def apply(dynamic: DynamicClient, obj: dict[str, Any], *, dry_run: bool = False)
     )
 
 
-def admin_cluster(kubeconfig: str) -> tuple[str, bytes]:
-    """The API server's URL and CA bundle, from the admin kubeconfig of the stack."""
-    config = load_yaml(Path(kubeconfig))
-    context_name = config["current-context"]
-    context = next(c["context"] for c in config["contexts"] if c["name"] == context_name)
-    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-    if "certificate-authority-data" in cluster:
-        ca = base64.b64decode(cluster["certificate-authority-data"])
-    else:
-        ca = Path(cluster["certificate-authority"]).read_bytes()
-    return cluster["server"], ca
-
-
-def write_token_kubeconfig(path: Path, server: str, ca: bytes, token: str, namespace: str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "stack",
-                        "cluster": {"server": server, "certificate-authority-data": base64.b64encode(ca).decode()},
-                    }
-                ],
-                "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
-                "contexts": [
-                    {"name": "sa", "context": {"cluster": "stack", "user": SERVICE_ACCOUNT, "namespace": namespace}}
-                ],
-                "current-context": "sa",
-            }
-        )
-    )
-    path.chmod(0o600)
-    return path
-
-
-def token_client(server: str, ca_file: Path, token: str) -> client.ApiClient:
-    configuration = client.Configuration()
-    configuration.host = server
-    configuration.ssl_ca_cert = str(ca_file)
-    configuration.api_key = {"authorization": token}
-    configuration.api_key_prefix = {"authorization": "Bearer"}
-    return client.ApiClient(configuration)
-
-
-def status_of(call: Any) -> int:
-    """The HTTP status of a call made with ``_preload_content=False`` (the body is read, not deserialized)."""
-    try:
-        response = call()
-    except ApiException as exc:
-        return int(exc.status)
-    response.read()
-    response.release_conn()
-    return int(response.status)
-
-
 @pytest.fixture
 def applied(
     kube_client: client.ApiClient, namespace: str, fake_node: str
 ) -> Iterator[tuple[list[dict[str, Any]], str]]:
     """k8s/ applied server-side into the test namespace; the cluster-scoped objects deleted afterwards."""
     dynamic = DynamicClient(kube_client)
-    objects = for_test_namespace(kustomize(K8S_DIR), namespace)
+    objects = for_test_namespace(kustomize_build(K8S_DIR), namespace)
     cluster_scoped = [o for o in objects if o["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
     try:
         for obj in objects:
@@ -330,13 +270,8 @@ def test_the_manifests_apply_and_the_pods_pass_restricted_pod_security(
 ) -> None:
     objects, namespace = applied
     core = client.CoreV1Api(kube_client)
-    labels = core.read_namespace(namespace).metadata.labels
-    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
-    # A pod from the template, dry-run: Pod Security admission answers 403 if it violates "restricted".
-    template = find(objects, "Deployment")["spec"]["template"]
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "probe-", **template["metadata"]}}
-    pod["spec"] = template["spec"]
-    core.create_namespaced_pod(namespace, pod, dry_run="All")
+    assert RESTRICTED.items() <= find(objects, "Namespace")["metadata"]["labels"].items()
+    assert_restricted_pod_security(core, namespace, find(objects, "Deployment")["spec"]["template"])
     # The real Deployment: kwok plays the node, so both replicas become available.
     apps = client.AppsV1Api(kube_client)
 
@@ -355,6 +290,7 @@ def test_the_manifests_apply_and_the_pods_pass_restricted_pod_security(
 @pytest.mark.slow
 def test_the_service_account_may_watch_events_everywhere_and_nothing_more(
     applied: tuple[list[dict[str, Any]], str],
+    other_namespace: str,
     kube_client: client.ApiClient,
     stack: dict[str, str],
     tmp_path: Path,
@@ -363,73 +299,28 @@ def test_the_service_account_may_watch_events_everywhere_and_nothing_more(
 ) -> None:
     _, namespace = applied
     core = client.CoreV1Api(kube_client)
-    request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600))
-    token = core.create_namespaced_service_account_token(SERVICE_ACCOUNT, namespace, request).status.token
+    token = service_account_token(core, SERVICE_ACCOUNT, namespace)
     server, ca = admin_cluster(stack["KUBECONFIG"])
     ca_file = tmp_path / "ca.crt"
     ca_file.write_bytes(ca)
-    other = unique_name("other")
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=other)))
     sa = token_client(server, ca_file, token)
     try:
-        sa_core = client.CoreV1Api(sa)
-        sa_events = client.EventsV1Api(sa)
-        sa_leases = client.CoordinationV1Api(sa)
-        raw = {"_preload_content": False}
-        lease = {"metadata": {"name": "probe"}, "spec": {"holderIdentity": "test"}}
-        event = {"metadata": {"name": "forged"}, "involvedObject": {"kind": "Pod", "name": "x"}, "reason": "Forged"}
-        allowed = {
-            "list events, all namespaces": lambda: sa_core.list_event_for_all_namespaces(limit=5, **raw),
-            "watch events, all namespaces": lambda: sa_core.list_event_for_all_namespaces(
-                watch=True, timeout_seconds=1, **raw
-            ),
-            "list events in another namespace": lambda: sa_core.list_namespaced_event(other, limit=5, **raw),
-            "watch events in another namespace": lambda: sa_core.list_namespaced_event(
-                other, watch=True, timeout_seconds=1, **raw
-            ),
-            "list events.k8s.io events": lambda: sa_events.list_event_for_all_namespaces(limit=5, **raw),
-            "watch events.k8s.io events": lambda: sa_events.list_event_for_all_namespaces(
-                watch=True, timeout_seconds=1, **raw
-            ),
-            "create its lease": lambda: sa_leases.create_namespaced_lease(namespace, lease, **raw),
-            "read its lease": lambda: sa_leases.read_namespaced_lease("probe", namespace, **raw),
-        }
-        refused = {
-            "list secrets in its namespace": lambda: sa_core.list_namespaced_secret(namespace, **raw),
-            "list secrets everywhere": lambda: sa_core.list_secret_for_all_namespaces(**raw),
-            "exec into a pod": lambda: sa_core.connect_post_namespaced_pod_exec(
-                "any-pod", namespace, command=["true"], stdout=True, **raw
-            ),
-            "list pods": lambda: sa_core.list_namespaced_pod(namespace, **raw),
-            "create an event": lambda: sa_core.create_namespaced_event(other, event, **raw),
-            "read a lease in another namespace": lambda: sa_leases.read_namespaced_lease("probe", other, **raw),
-            "create a lease in another namespace": lambda: sa_leases.create_namespaced_lease(other, lease, **raw),
-            "list leases in another namespace": lambda: sa_leases.list_namespaced_lease("kube-system", **raw),
-        }
-        outcome = {what: status_of(call) for what, call in allowed.items()}
-        assert {what: status for what, status in outcome.items() if not 200 <= status < 300} == {}
-        outcome = {what: status_of(call) for what, call in refused.items()}
-        assert outcome == dict.fromkeys(refused, 403)
-
-        # The worker with nothing but that token: cluster-wide watch, its Lease in its own namespace.
-        kubeconfig = write_token_kubeconfig(tmp_path / "sa.kubeconfig", server, ca, token, namespace)
-        worker = make_worker(
-            KUBECONFIG=str(kubeconfig), K8SEV_KUBECONFIG=str(kubeconfig), K8SEV_LEASE_NAMESPACE=namespace
-        )
-        event = create_event(core, other, "seen-through-rbac", reason="DeployTest", type_="Warning")
-        wanted = identity(event)
-
-        def indexed() -> list[dict[str, Any]] | None:
-            return documents(es_client, worker.index_prefix, ids={"values": [wanted]}) or None
-
-        (doc,) = wait_for(f"document {wanted}", indexed, timeout=90)
-        assert doc["metadata"]["namespace"] == other and doc["reason"] == "DeployTest"
-        lease = client.CoordinationV1Api(kube_client).read_namespaced_lease(
-            f"{worker.env['K8SEV_APP_ID']}-ingest", namespace
-        )
-        assert lease.spec.holder_identity, "the worker holds the ingest Lease in its own namespace"
-        assert "forbidden" not in worker.tail(200).lower()
+        assert_least_privilege(sa, namespace, other_namespace)
     finally:
         sa.close()
-        with contextlib.suppress(ApiException):
-            core.delete_namespace(other)
+
+    # The worker with nothing but that token: cluster-wide watch, its Lease in its own namespace.
+    kubeconfig = write_token_kubeconfig(tmp_path / "sa.kubeconfig", server, ca, token, namespace)
+    worker = make_worker(KUBECONFIG=str(kubeconfig), K8SEV_KUBECONFIG=str(kubeconfig), K8SEV_LEASE_NAMESPACE=namespace)
+    event = create_event(core, other_namespace, "seen-through-rbac", reason="DeployTest", type_="Warning")
+    wanted = identity(event)
+
+    def indexed() -> list[dict[str, Any]] | None:
+        return documents(es_client, worker.index_prefix, ids={"values": [wanted]}) or None
+
+    (doc,) = wait_for(f"document {wanted}", indexed, timeout=90)
+    assert doc["metadata"]["namespace"] == other_namespace and doc["reason"] == "DeployTest"
+    leases = client.CoordinationV1Api(kube_client)
+    lease = leases.read_namespaced_lease(f"{worker.env['K8SEV_APP_ID']}-ingest", namespace)
+    assert lease.spec.holder_identity, "the worker holds the ingest Lease in its own namespace"
+    assert "forbidden" not in worker.tail(200).lower()

@@ -1,0 +1,67 @@
+{{/* The release's base name: the release name, prefixed to the chart name unless it contains it. */}}
+{{- define "k8sev.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* What selects this release's worker pods (never changes on upgrade). */}}
+{{- define "k8sev.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: worker
+{{- end -}}
+
+{{- define "k8sev.labels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{/* Where the Secrets' files are mounted in the container. */}}
+{{- define "k8sev.secretsDir" -}}/etc/k8s-event-streams{{- end -}}
+
+{{/* The K8SEV_* variables the Deployment sets itself (extraEnv may not set them: env would win). */}}
+{{- define "k8sev.deploymentEnv" -}}
+K8SEV_IDENTITY,K8SEV_WEB_HOST,K8SEV_WEB_PORT,K8SEV_DATA_DIR,K8SEV_KAFKA_PASSWORD_FILE,K8SEV_KAFKA_CA_FILE,K8SEV_KAFKA_CERT_FILE,K8SEV_KAFKA_KEY_FILE,K8SEV_ES_PASSWORD_FILE,K8SEV_ES_API_KEY_FILE,K8SEV_ES_CA_CERTS,K8SEV_ES_CLIENT_CERT,K8SEV_ES_CLIENT_KEY
+{{- end -}}
+
+{{/* The secretName and items of one Secret volume ("kafka-tls", "kafka-sasl", "search-credentials",
+     "search-tls"); empty when the values ask for no such files. Called with (list $ volume). */}}
+{{- define "k8sev.secretItems" -}}
+{{- $root := index . 0 -}}
+{{- $volume := index . 1 -}}
+{{- $kafka := $root.Values.kafka -}}
+{{- $search := $root.Values.search -}}
+{{- $secret := "" -}}
+{{- $items := list -}}
+{{- if eq $volume "kafka-tls" -}}
+{{- $secret = $kafka.tls.existingSecret -}}
+{{- $items = list (list $kafka.tls.caKey "ca.crt") (list $kafka.tls.certKey "tls.crt") (list $kafka.tls.keyKey "tls.key") -}}
+{{- else if eq $volume "kafka-sasl" -}}
+{{- if hasPrefix "SASL_" $kafka.securityProtocol -}}
+{{- $secret = $kafka.sasl.existingSecret -}}
+{{- end -}}
+{{- $items = list (list $kafka.sasl.passwordKey "password") -}}
+{{- else if eq $volume "search-credentials" -}}
+{{- $secret = $search.existingSecret -}}
+{{- $items = list (list $search.passwordKey "password") (list $search.apiKeyKey "api-key") -}}
+{{- else if eq $volume "search-tls" -}}
+{{- $secret = $search.tls.existingSecret -}}
+{{- $items = list (list $search.tls.caKey "ca.crt") (list $search.tls.certKey "tls.crt") (list $search.tls.keyKey "tls.key") -}}
+{{- end -}}
+{{- if $secret }}
+secretName: {{ $secret }}
+items:
+{{- range $items }}
+{{- if index . 0 }}
+  - key: {{ index . 0 }}
+    path: {{ index . 1 }}
+{{- end }}
+{{- end }}
+{{- end -}}
+{{- end -}}
