@@ -1,33 +1,46 @@
-"""The count agents: occurrences per window by (namespace, type, reason) and by (kind, reason)."""
+"""The count agent: occurrences per window by (namespace, type, reason) and by (kind, reason).
+
+It takes batches of clean records and sums them per partition, key and window first, so a table
+gets one write per key and window per batch, not one per event, and nothing is repartitioned.
+"""
 
 from __future__ import annotations
 
-import faust
-from faust.types import StreamT
+import collections
+import weakref
 
-from streams.counts import kind_key, reason_key
+import faust
+from faust.streams import _current_event
+from faust.types import EventT, StreamT
+
+from streams.counts import Occurrence, aggregate
 from streams.records import CleanEvent
+from streams.settings import Settings
 from streams.tables.counts import CountTables
 from streams.topics import Topics
 
 
-def install(app: faust.App, topics: Topics, tables: CountTables) -> None:
-    async def count_by_namespace(stream: StreamT[CleanEvent]) -> None:
-        # Grouped by namespace: all keys of a namespace share a partition, hence one owning worker.
-        async for item in stream.group_by(
-            lambda e: e.namespace.encode(), name="by-namespace", topic=topics.by_namespace
-        ):
-            if item.occurrences:
-                key = reason_key(item.namespace, item.type, item.reason)
-                for table in tables.by_reason.values():
-                    table[key] += item.occurrences
+def count_batch(tables: CountTables, batch: list[EventT]) -> None:
+    """Add one batch of clean-topic events to the tables, partition by partition."""
+    by_partition: dict[int, list[EventT]] = collections.defaultdict(list)
+    for event in batch:
+        by_partition[event.message.partition].append(event)
+    for partition, events in by_partition.items():
+        sums = aggregate(
+            Occurrence(v.time, v.namespace, v.type, v.reason, v.kind, v.occurrences) for v in (e.value for e in events)
+        )
+        # Faust sends a table's changelog to the partition of the event being processed, which
+        # take_events() leaves unset: name one of this partition's events for the writes below.
+        token = _current_event.set(weakref.ref(events[-1]))
+        try:
+            tables.add(partition, sums)
+        finally:
+            _current_event.reset(token)
 
-    async def count_by_kind(stream: StreamT[CleanEvent]) -> None:
-        async for item in stream.group_by(lambda e: e.kind.encode(), name="by-kind", topic=topics.by_kind):
-            if item.occurrences:
-                key = kind_key(item.kind, item.reason)
-                for table in tables.by_kind.values():
-                    table[key] += item.occurrences
 
-    app.agent(topics.clean, name="count_by_namespace")(count_by_namespace)
-    app.agent(topics.clean, name="count_by_kind")(count_by_kind)
+def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTables) -> None:
+    async def count(stream: StreamT[CleanEvent]) -> None:
+        async for batch in stream.take_events(settings.stages.count_batch, within=settings.stages.count_within):
+            count_batch(tables, list(batch))
+
+    app.agent(topics.clean, name="count")(count)

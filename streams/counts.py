@@ -1,13 +1,19 @@
-"""The count stage's pure part: the windows and the keys of the occurrence tables.
+"""The count stage's pure part: windows, table keys, and the per-batch aggregation of occurrences.
 
-``by_reason`` is keyed ``<namespace>/<type>/<reason>`` and filled from a stream grouped by
-namespace, so every key of one namespace lives in the same partition: a view for one namespace
-is answered by the one worker that owns it. ``by_kind`` is keyed ``<kind>/<reason>`` and grouped
-by kind. Namespaces, types and kinds cannot contain ``/``; a reason might, so it comes last.
+Occurrences are counted where dedup left them, on the clean topic's partitions (keyed by uid), with
+no repartitioning: each partition keeps its own share of every key, and a view adds the shares of
+the partitions it asks about. A table key is ``<partition>|<key>``: the partition keeps the shares
+apart in a worker's store and names the changelog partition that restores them after a rebalance.
+
+``by_reason`` keys are ``<namespace>/<type>/<reason>``, ``by_kind`` keys ``<kind>/<reason>``.
+Namespaces, types and kinds cannot contain ``/``; a reason might, so it comes last.
 """
 
 from __future__ import annotations
 
+import collections
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 
 MINUTE = timedelta(minutes=1)
@@ -19,6 +25,7 @@ HOUR_EXPIRES = timedelta(days=2)
 
 #: label -> (window size, how long a closed window is kept)
 WINDOWS = {"1m": (MINUTE, MINUTE_EXPIRES), "1h": (HOUR, HOUR_EXPIRES)}
+WINDOW_SECONDS = {label: size.total_seconds() for label, (size, _) in WINDOWS.items()}
 
 
 def reason_key(namespace: str, event_type: str, reason: str) -> str:
@@ -37,3 +44,48 @@ def kind_key(kind: str, reason: str) -> str:
 def split_kind_key(key: str) -> tuple[str, str]:
     kind, reason = key.split("/", 1)
     return kind, reason
+
+
+def partition_key(partition: int, key: str) -> str:
+    return f"{partition}|{key}"
+
+
+def split_partition_key(name: str) -> tuple[int, str]:
+    partition, key = name.split("|", 1)
+    return int(partition), key
+
+
+@dataclass(frozen=True, slots=True)
+class Occurrence:
+    """What counting needs of one clean record."""
+
+    time: float
+    namespace: str
+    type: str
+    reason: str
+    kind: str
+    occurrences: int
+
+
+#: (table family "reason" or "kind", window label, key, window start) -> occurrences
+Sums = dict[tuple[str, str, str, float], int]
+
+
+def window_start(label: str, when: float) -> float:
+    size = WINDOW_SECONDS[label]
+    return (when // size) * size
+
+
+def aggregate(items: Iterable[Occurrence]) -> Sums:
+    """One sum per key and window for a whole batch: one table write each instead of one per event."""
+    sums: collections.Counter[tuple[str, str, str, float]] = collections.Counter()
+    for item in items:
+        if item.occurrences <= 0:
+            continue
+        by_reason = reason_key(item.namespace, item.type, item.reason)
+        by_kind = kind_key(item.kind, item.reason)
+        for label in WINDOWS:
+            start = window_start(label, item.time)
+            sums["reason", label, by_reason, start] += item.occurrences
+            sums["kind", label, by_kind, start] += item.occurrences
+    return dict(sums)

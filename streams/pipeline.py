@@ -93,6 +93,7 @@ def create_app(settings: Settings) -> App:
         web_host=settings.web.host,
         web_port=settings.web.port,
         datadir=str(settings.data_dir),
+        store=settings.stages.store,
         topic_partitions=settings.kafka.topic_partitions,
         topic_replication_factor=settings.kafka.topic_replicas,
         # Every write waits for all in-sync replicas.
@@ -109,12 +110,15 @@ def create_app(settings: Settings) -> App:
     app.settings = settings
     declared = topics.declare(app, settings)
 
-    ingest.install(app, settings, declared)
-    dedup.install(app, settings, declared, dedup_tables.declare(app, settings))
-    counted = count_tables.declare(app, settings)
-    counts.install(app, declared, counted)
-    sink.install(app, settings, declared)
-    retention.install(app, settings)
+    if settings.runs_ingest:
+        ingest.install(app, settings, declared)
+    counted = None
+    if settings.runs_streams:
+        dedup.install(app, settings, declared, dedup_tables.declare(app, settings))
+        counted = count_tables.declare(app, settings)
+        counts.install(app, settings, declared, counted)
+        sink.install(app, settings, declared)
+        retention.install(app, settings)
     web.install(app, settings, declared, counted)
 
     @app.task

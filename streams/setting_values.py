@@ -184,6 +184,18 @@ def engine(text: str) -> str:
     return text
 
 
+def role(text: str) -> str:
+    if text not in ("all", "ingest", "streams"):
+        raise ValueError(f"{text!r} is not one of: all, ingest, streams")
+    return text
+
+
+def store(text: str) -> str:
+    if text not in ("rocksdb://", "memory://"):
+        raise ValueError(f"{text!r} is not one of: rocksdb://, memory://")
+    return text
+
+
 def kafka_protocol(text: str) -> str:
     if text not in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"):
         raise ValueError(f"{text!r} is not one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL")

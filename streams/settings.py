@@ -26,6 +26,7 @@ PREFIX = "K8SEV_"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 Engine = Literal["elasticsearch", "opensearch"]
+Role = Literal["all", "ingest", "streams"]
 T = TypeVar("T")
 
 
@@ -165,12 +166,25 @@ class WebSettings:
 
 @dataclass(frozen=True)
 class StageSettings:
+    role: Role = setting("ROLE", "all", cast(Callable[[str], Role], v.role))
+    """What this worker runs: ``all`` (watch and streams), ``ingest`` (only the watch: it is never slowed by
+    the other stages), ``streams`` (dedup, counts, sink, retention: scales out). ``all``, so one worker
+    does it all."""
     ingest: bool = setting("INGEST", "true", v.parse_bool)
-    """Run the Kubernetes watch in this worker (only the Lease holder watches): on, so one worker does it all."""
+    """Run the Kubernetes watch in this worker (only the Lease holder watches): on, so one worker does it all.
+    ``false`` is the same as role ``streams``."""
     ingest_queue: int = setting("INGEST_QUEUE", "1000", v.positive_int)
     """Events buffered between the watch and Kafka: enough for two LIST pages, small enough to bound memory."""
     dedup_horizon: float = setting("DEDUP_HORIZON", "2h", v.positive_duration)
     """How long dedup remembers a uid: twice the API server's event TTL, so every re-send is still known."""
+    store: str = setting("STORE", "rocksdb://", v.store)
+    """Where tables live: ``rocksdb://`` (on disk under the data directory; memory stays flat with millions of
+    remembered uids, and a restart reads only the changelog tail) or ``memory://`` (rebuilt from the changelog
+    at every start)."""
+    count_batch: int = setting("COUNT_BATCH", "1000", v.positive_int)
+    """Clean records summed per count batch: one table write per key and window per batch."""
+    count_within: float = setting("COUNT_WITHIN", "500ms", v.positive_duration)
+    """Longest wait to fill a count batch: the count views lag the clean topic by about this much."""
     bulk_size: int = setting("BULK_SIZE", "500", v.positive_int)
     """Documents per bulk request: Elasticsearch's guidance is a few MB per request; 500 events is about 1 MB."""
     bulk_within: float = setting("BULK_WITHIN", "1s", v.positive_duration)
@@ -247,6 +261,14 @@ class Settings:
             f"k8s-event-streams/{self.app_id}"
         )
         return replace(self, lease=lease, web=web, stages=replace(self.stages, data_dir=data_dir))
+
+    @property
+    def runs_ingest(self) -> bool:
+        return self.stages.ingest and self.stages.role in ("all", "ingest")
+
+    @property
+    def runs_streams(self) -> bool:
+        return self.stages.role in ("all", "streams")
 
     @property
     def data_dir(self) -> Path:
@@ -419,6 +441,11 @@ def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
             return f"{p}KAFKA_CA_FILE/_CERT_FILE are set but {p}KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS"
         return None
 
+    def role_and_ingest() -> str | None:
+        if get("stages", "role") == "ingest" and not get("stages", "ingest"):
+            return f"{p}ROLE=ingest needs {p}INGEST=true (an ingest-only worker that does not ingest does nothing)"
+        return None
+
     def one_es_auth() -> str | None:
         if search("api_key") and search("username"):
             return f"{p}ES_API_KEY and {p}ES_USERNAME are exclusive: choose one way to authenticate"
@@ -436,6 +463,7 @@ def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
         es_cert_pair,
         kafka_tls_files_need_tls,
         one_es_auth,
+        role_and_ingest,
     ):
         try:
             problem = check()

@@ -1,4 +1,4 @@
-"""The topics of the data path: raw (the seed's ``k8s-event``), clean, dead-letter and the count repartitions."""
+"""The topics of the data path: raw (the seed's ``k8s-event``), clean and dead-letter."""
 
 from __future__ import annotations
 
@@ -18,26 +18,11 @@ class Topics:
     clean: faust.TopicT
     #: Records that cannot be indexed, with the reason and the original bytes.
     dead_letter: faust.TopicT
-    #: The clean topic keyed by namespace, and by involved kind, for the count tables.
-    by_namespace: faust.TopicT
-    by_kind: faust.TopicT
 
 
 def declare(app: faust.App, settings: Settings) -> Topics:
     kafka = settings.kafka
     partitions = kafka.topic_partitions
-
-    def repartition(suffix: str) -> faust.TopicT:
-        # Named after the app id, like Faust's changelog topics, so two deployments sharing a Kafka
-        # cluster (or two test workers) never read each other's repartitioned records.
-        return app.topic(
-            f"{settings.app_id}-{kafka.clean_topic}-{suffix}-repartition",
-            key_type=bytes,
-            value_type=CleanEvent,
-            key_serializer="raw",
-            partitions=partitions,
-            internal=True,
-        )
 
     return Topics(
         raw=app.topic(
@@ -65,6 +50,4 @@ def declare(app: faust.App, settings: Settings) -> Topics:
             partitions=partitions,
             internal=True,
         ),
-        by_namespace=repartition("by-namespace"),
-        by_kind=repartition("by-kind"),
     )

@@ -26,7 +26,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams import logs
-from streams.counts import WINDOWS, split_kind_key, split_reason_key
+from streams.counts import WINDOWS, split_kind_key, split_partition_key, split_reason_key
 from streams.health import READINESS
 from streams.metrics import REGISTRY
 from streams.search import SearchClient
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 MAX_TOP = 1000
 
 MAX_AGO = 10_000
+NO_COUNTS = "this worker (role {role}) keeps no count tables: ask a worker of role all or streams"
 
 
 class BadRequest(ValueError):
@@ -68,42 +69,35 @@ def _window_range(label: str, ago: int, now: float | None = None) -> tuple[float
     return start, start + size
 
 
-def _owned(app: faust.App, topic: str) -> Callable[[str], bool]:
-    """Whether this worker actively owns the partition a grouping key hashes to in ``topic``.
+def _owned(app: faust.App, topic: str) -> Callable[[int], bool]:
+    """Whether this worker actively owns partition ``p`` of ``topic`` (the count tables' source).
 
     The local store also holds standby copies of other workers' partitions (and, with the
     in-memory store, what this worker owned before a rebalance): counting those would count
     twice when the views of all workers are merged.
     """
     actives = app.assignor.assigned_actives()
-    cache: dict[str, bool] = {}
-
-    def owned(group: str) -> bool:
-        if group not in cache:
-            tp = app.producer.key_partition(topic, group.encode())
-            cache[group] = TP(topic, tp.partition) in actives
-        return cache[group]
-
-    return owned
+    return lambda partition: TP(topic, partition) in actives
 
 
-def _local_counts(
-    table: Any, start: float, owned: Callable[[str], bool], group_of: Callable[[str], str]
-) -> dict[str, int]:
-    """This worker's counts for the window starting at ``start``, from the partitions it owns."""
+def _local_counts(table: Any, start: float, owned: Callable[[int], bool]) -> dict[str, int]:
+    """This worker's counts for the window starting at ``start``, summed over the partitions it owns."""
     out: dict[str, int] = {}
     for key, value in list(table.table.data.items()):
         name, (window_start, _) = key
-        if abs(window_start - start) < 1e-3 and value and owned(group_of(name)):
-            out[name] = out.get(name, 0) + int(value)
+        if abs(window_start - start) >= 1e-3 or not value:
+            continue
+        partition, plain = split_partition_key(name)
+        if owned(partition):
+            out[plain] = out.get(plain, 0) + int(value)
     return out
 
 
 async def _gather(
-    app: faust.App, request: web.Request, table: Any, start: float, topic: str, group_of: Callable[[str], str]
+    app: faust.App, request: web.Request, table: Any, start: float, topic: str
 ) -> tuple[dict[str, int], list[str]]:
     """Counts of the whole table: ours plus every other owning worker's local share."""
-    mine = _local_counts(table, start, _owned(app, topic), group_of)
+    mine = _local_counts(table, start, _owned(app, topic))
     if request.query.get("scope") == "local":
         return mine, []
     own_url = str(app.conf.canonical_url).rstrip("/")
@@ -172,7 +166,7 @@ def _faust_metrics() -> FaustMetrics:
     return FaustMetrics.create(REGISTRY, "k8sev_faust")
 
 
-def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTables) -> None:
+def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTables | None) -> None:
     """Register the count views, the probes behind /readyz, /healthz and /metrics on ``app``'s web server."""
     # Faust's own sensor (messages, commits, table ops, rebalances) in our registry, served at /metrics.
     app.monitor = PrometheusMonitor(metrics=_faust_metrics())
@@ -183,6 +177,8 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     @app.page("/counts/reasons/")
     async def reasons_view(self: web.View, request: web.Request) -> web.Response:
         """Top reasons and namespaces in one window; ``namespace`` and ``type`` filter."""
+        if tables is None:
+            return self.json({"error": NO_COUNTS.format(role=settings.stages.role)}, status=404)
         try:
             query = _query(request)
         except BadRequest as exc:
@@ -192,8 +188,7 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
             request,
             tables.by_reason[query.label],
             query.start,
-            topics.by_namespace.get_topic_name(),
-            lambda k: split_reason_key(k)[0],
+            topics.clean.get_topic_name(),
         )
         namespace, event_type = request.query.get("namespace"), request.query.get("type")
         selected = {}
@@ -217,6 +212,8 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     @app.page("/counts/kinds/")
     async def kinds_view(self: web.View, request: web.Request) -> web.Response:
         """Top (involved kind, reason) pairs in one window; ``kind`` filters."""
+        if tables is None:
+            return self.json({"error": NO_COUNTS.format(role=settings.stages.role)}, status=404)
         try:
             query = _query(request)
         except BadRequest as exc:
@@ -226,8 +223,7 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
             request,
             tables.by_kind[query.label],
             query.start,
-            topics.by_kind.get_topic_name(),
-            lambda k: split_kind_key(k)[0],
+            topics.clean.get_topic_name(),
         )
         kind = request.query.get("kind")
         selected = {k: v for k, v in counts.items() if kind is None or split_kind_key(k)[0] == kind}

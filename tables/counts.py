@@ -2,39 +2,55 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import faust
 
-from streams.counts import WINDOWS
-from streams.records import CleanEvent
+from streams.counts import WINDOWS, Sums, partition_key
 from streams.settings import Settings
 
 
 @dataclass(frozen=True)
 class CountTables:
-    #: window label -> windowed table keyed ``<namespace>/<type>/<reason>``
+    #: window label -> windowed table keyed ``<partition>|<namespace>/<type>/<reason>``
     by_reason: dict[str, Any]
-    #: window label -> windowed table keyed ``<kind>/<reason>``
+    #: window label -> windowed table keyed ``<partition>|<kind>/<reason>``
     by_kind: dict[str, Any]
+
+    def add(self, partition: int, sums: Sums) -> None:
+        """Add a batch's sums, each to the window of its own start time (the events' own time).
+
+        Called from the count agent's stream, whose events all come from ``partition``: the
+        changelog records go to that partition, the one the keys name.
+        """
+        families = {"reason": self.by_reason, "kind": self.by_kind}
+        for (family, label, key, start), value in sums.items():
+            families[family][label].table._apply_window_op(operator.add, partition_key(partition, key), value, start)
 
 
 def declare(app: faust.App, settings: Settings) -> CountTables:
     def table(name: str, size: timedelta, expires: timedelta, help_text: str) -> Any:
-        # Windows follow the event's own time, not the time Kafka received it: a backlog replayed after
-        # an outage lands in the minutes the events happened.
         plain = app.Table(name, default=int, partitions=settings.kafka.topic_partitions, help=help_text)
-        return plain.tumbling(size, expires=expires).relative_to_field(CleanEvent.time)
+        return plain.tumbling(size, expires=expires)
 
+    # "occurrences-*", not the "counts-by-*" of the repartitioned design: their keys differ.
     return CountTables(
         by_reason={
-            label: table(f"counts-by-reason-{label}", size, expires, f"occurrences per namespace/type/reason, {label}")
+            label: table(
+                f"occurrences-by-reason-{label}",
+                size,
+                expires,
+                f"occurrences per partition/namespace/type/reason, {label}",
+            )
             for label, (size, expires) in WINDOWS.items()
         },
         by_kind={
-            label: table(f"counts-by-kind-{label}", size, expires, f"occurrences per involved kind/reason, {label}")
+            label: table(
+                f"occurrences-by-kind-{label}", size, expires, f"occurrences per partition/kind/reason, {label}"
+            )
             for label, (size, expires) in WINDOWS.items()
         },
     )

@@ -1,0 +1,91 @@
+"""Counting: per-batch sums keep every occurrence, in the window of the event's own time."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from streams import topics
+from streams.agents import counts as count_stage
+from streams.counts import Occurrence, aggregate, split_partition_key, window_start
+from streams.pipeline import App
+from streams.records import CleanEvent
+from streams.settings import Settings
+from streams.tables.counts import declare
+
+names = st.sampled_from(["ns-a", "ns-b", "kube-system"])
+occurrences = st.builds(
+    Occurrence,
+    time=st.floats(min_value=1.7e9, max_value=1.8e9, allow_nan=False),
+    namespace=names,
+    type=st.sampled_from(["Normal", "Warning"]),
+    reason=st.sampled_from(["BackOff", "Pulled", "a/reason/with/slashes"]),
+    kind=st.sampled_from(["Pod", "Node"]),
+    occurrences=st.integers(min_value=0, max_value=1000),
+)
+
+
+@given(st.lists(occurrences, max_size=200))
+def test_batch_sums_keep_every_occurrence_in_its_own_window(items: list[Occurrence]) -> None:
+    sums = aggregate(items)
+    expected: Counter[tuple[str, str, str, float]] = Counter()
+    for item in items:
+        for label in ("1m", "1h"):
+            start = window_start(label, item.time)
+            expected["reason", label, f"{item.namespace}/{item.type}/{item.reason}", start] += item.occurrences
+            expected["kind", label, f"{item.kind}/{item.reason}", start] += item.occurrences
+    assert sums == {k: v for k, v in expected.items() if v}
+    assert all(
+        start <= item.time < start + 60
+        for item in items
+        for (_, label, _, start) in [("", "1m", "", window_start("1m", item.time))]
+    )
+
+
+def clean(uid: str, when: float, occurrences: int, reason: str = "BackOff") -> CleanEvent:
+    return CleanEvent(
+        uid=uid,
+        resource_version="1",
+        occurrences=occurrences,
+        time=when,
+        namespace="ns-a",
+        type="Warning",
+        reason=reason,
+        kind="Pod",
+        event={},
+    )
+
+
+async def test_the_agent_adds_a_batch_to_the_partition_it_came_from(tmp_path: Any) -> None:
+    settings = Settings.from_env({"K8SEV_APP_ID": "unit-counts", "K8SEV_COUNT_WITHIN": "10ms"})
+    app = App(
+        settings.app_id, store="memory://", datadir=str(tmp_path), autodiscover=False, loop=asyncio.get_running_loop()
+    )
+    declared = topics.declare(app, settings)
+    tables = declare(app, settings)
+    count_stage.install(app, settings, declared, tables)
+    agent = app.agents["count"]
+    minute = 1_764_000_000.0  # a whole minute and a whole hour
+    async with agent.test_context() as tested:
+        for i, (when, occurrences) in enumerate([(minute + 1, 2), (minute + 59, 3), (minute + 61, 4)]):
+            await tested.put(clean(f"u{i}", when, occurrences), key=f"u{i}".encode(), partition=2)
+    minutes = {
+        (split_partition_key(name), window[0]): value
+        for (name, window), value in tables.by_reason["1m"].table.data.items()
+    }
+    assert minutes == {
+        ((2, "ns-a/Warning/BackOff"), minute): 5,
+        ((2, "ns-a/Warning/BackOff"), minute + 60): 4,
+    }
+    hours = {split_partition_key(name): value for (name, _), value in tables.by_kind["1h"].table.data.items()}
+    assert hours == {(2, "Pod/BackOff"): 9}
+
+
+@pytest.mark.parametrize("bad", [Occurrence(1.7e9, "n", "Normal", "r", "Pod", 0)])
+def test_nothing_counted_for_versions_that_add_no_occurrence(bad: Occurrence) -> None:
+    assert aggregate([bad]) == {}
