@@ -39,14 +39,13 @@ import re
 import secrets
 import shutil
 import ssl
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from devstack import paths, ports, process
+from devstack import paths, ports, process, transient, wait
 from devstack.errors import StackError
 from devstack.server import Server
 
@@ -499,12 +498,16 @@ def _ensure_fake_node_with(api: ApiClient, name: str, timeout: float) -> None:
         if exc.status != 409:
             raise
         core.patch_node(name, _opt_in_patch())
-    deadline = time.monotonic() + timeout
-    while not _typed_node_ready(core.read_node(name)):
-        if time.monotonic() > deadline:
-            reason = f"fake node {name} not Ready within {timeout:.0f}s (is kwok running?)"
-            raise StackError("kwok", reason, paths.log_file("kwok"))
-        time.sleep(0.5)
+    try:
+        wait.until(
+            f"fake node {name} Ready",
+            lambda: _typed_node_ready(core.read_node(name)),
+            timeout=timeout,
+            not_yet=transient.kube,
+        )
+    except wait.WaitTimeout:
+        reason = f"fake node {name} not Ready within {timeout:.0f}s (is kwok running?)"
+        raise StackError("kwok", reason, paths.log_file("kwok")) from None
 
 
 # --- the servers --------------------------------------------------------------------------------
