@@ -61,6 +61,9 @@ def worker_env(
         "K8SEV_DATA_DIR": str(data_dir),
         "K8SEV_WEB_PORT": str(free_port()),
         "K8SEV_WEB_HOST": "127.0.0.1",
+        # Not the worker's: the plaintext listener of the same broker, for our own reads of its
+        # offsets when the worker itself talks SASL or TLS.
+        "DEVSTACK_KAFKA_BOOTSTRAP": stack["DEVSTACK_KAFKA_BOOTSTRAP"],
     }
     if name is not None:
         env.update(
@@ -181,9 +184,8 @@ class Worker:
     def wait_consumed(self, timeout: float = 120.0) -> offsets.Progress:
         """Until its consumer group has committed the end of the raw and clean topics: every record
         on them was processed by every agent, so nothing more is on its way to the index."""
-        return offsets.caught_up_sync(
-            self.env["K8SEV_BROKER"], self.app_id, [self.raw_topic, self.clean_topic], timeout
-        )
+        bootstrap = self.env.get("DEVSTACK_KAFKA_BOOTSTRAP") or self.env["K8SEV_BROKER"]
+        return offsets.caught_up_sync(bootstrap, self.app_id, [self.raw_topic, self.clean_topic], timeout)
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> int | None:
         """Signal the process group and wait; SIGKILL what is left after ``timeout``."""
