@@ -17,6 +17,28 @@ from typing import Any
 from devstack import transient, wait
 
 
+async def known_partitions(consumer: Any, topic: str) -> list[Any]:
+    """The partitions of ``topic`` in the consumer's metadata (refreshed once if it has none);
+    ``UnknownTopicOrPartitionError`` (retriable: "not yet") while the metadata lacks the topic."""
+    from aiokafka import TopicPartition
+    from aiokafka.errors import UnknownTopicOrPartitionError
+
+    found = consumer.partitions_for_topic(topic)
+    if not found:
+        await consumer._client.force_metadata_update()
+        found = consumer.partitions_for_topic(topic)
+    if not found:
+        # A topic the worker creates at start-up and whose metadata has not reached us yet.
+        raise UnknownTopicOrPartitionError(f"no partitions known for {topic}")
+    return [TopicPartition(topic, p) for p in sorted(found)]
+
+
+async def partitions(consumer: Any, topic: str, timeout: float = 30.0) -> list[Any]:  # noqa: ASYNC109 - for the wait
+    """The partitions of ``topic``, waiting until the consumer's metadata has them."""
+    return await wait.until_async(f"partitions of {topic}", lambda: known_partitions(consumer, topic),
+                                  timeout=timeout, interval=0.2, not_yet=transient.kafka)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Progress:
     """Per topic: records on it (end offsets summed) and records the group has not committed yet."""
@@ -31,19 +53,9 @@ class Progress:
 
 async def progress(admin: Any, consumer: Any, group: str, topics: Sequence[str]) -> Progress:
     """Where ``group`` stands on ``topics``, every partition counted."""
-    from aiokafka import TopicPartition
-    from aiokafka.errors import UnknownTopicOrPartitionError
-
     partitions: list[Any] = []
     for topic in topics:
-        found = consumer.partitions_for_topic(topic)
-        if not found:
-            await consumer._client.force_metadata_update()
-            found = consumer.partitions_for_topic(topic)
-        if not found:
-            # A topic the worker creates at start-up and whose metadata has not reached us yet.
-            raise UnknownTopicOrPartitionError(f"no partitions known for {topic}")
-        partitions.extend(TopicPartition(topic, p) for p in sorted(found))
+        partitions.extend(await known_partitions(consumer, topic))
     ends = await consumer.end_offsets(partitions)
     committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
     end = dict.fromkeys(topics, 0)

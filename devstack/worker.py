@@ -93,6 +93,21 @@ def proc_memory(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus metric's samples whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        sample, _, label_text = head.partition("{")
+        if sample != name:
+            continue
+        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
 @dataclass
 class Worker:
     """One ``faust -A streams worker`` process (one process: its RSS is the worker's)."""

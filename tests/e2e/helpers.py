@@ -9,7 +9,10 @@ from typing import Any, TypeVar
 from kubernetes import client
 
 from devstack import transient, wait
-from devstack.worker import Worker
+from devstack.worker import Worker, metric
+
+__all__ = ["create_event", "documents", "identity", "metric", "now_rfc3339", "once_consumed", "repeat_event",
+           "search", "wait_for_documents"]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -51,21 +54,6 @@ def documents(engine: Any, prefix: str, **query: Any) -> list[dict[str, Any]]:
     body = {"query": query or {"match_all": {}}, "size": 10_000}
     found = engine.search(index=f"{prefix}-*", body=body, allow_no_indices=True, ignore_unavailable=True)
     return [{"_id": h["_id"], "_index": h["_index"], **h["_source"]} for h in found["hits"]["hits"]]
-
-
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of a Prometheus metric's samples whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        sample, _, label_text = head.partition("{")
-        if sample != name:
-            continue
-        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            total += float(value)
-    return total
 
 
 def search(what: str, read: Callable[[], T], timeout: float = 60.0) -> T:

@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer
 from elasticsearch import Elasticsearch
 from kubernetes import client
 
-from devstack import ports, process, stack, transient, wait
+from devstack import offsets, ports, process, stack, transient, wait
 from devstack.worker import Worker
 from tests.e2e.helpers import create_event, metric
 from tests.faults.ledger import Figures, Generator, settle, superseded
@@ -90,19 +90,25 @@ def restart_server(name: str, down_for: float = 0.0) -> None:
 
 
 async def raw_resends(bootstrap: str, topic: str) -> tuple[int, int]:
-    """(records, distinct versions) on the raw topic: the difference was sent more than once."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    """(records, distinct versions) on the raw topic, read to its end: the difference was sent more
+    than once."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
     seen: list[str] = []
     try:
-        idle = 0
-        while idle < 3:
-            batch = await consumer.getmany(timeout_ms=1000)
-            idle = 0 if batch else idle + 1
-            for records in batch.values():
+        tps = await offsets.partitions(consumer, topic)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+
+        async def at_end() -> bool:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for record in records:
                     meta = json.loads(record.value)["metadata"]
                     seen.append(f"{meta['uid']}:{meta['resourceVersion']}")
+            return all([await consumer.position(tp) >= ends[tp] for tp in tps])
+
+        await wait.until_async(f"{topic} read to its end", at_end, timeout=120, interval=0)
     finally:
         await consumer.stop()
     return len(seen), len(set(seen))
