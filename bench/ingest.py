@@ -116,15 +116,7 @@ async def steady(
     times = RawTopicTimes(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.raw_topic)
     await times.start()
     try:
-        gen = kube_writer.GeneratorProcess(
-            stack["KUBECONFIG"],
-            namespace,
-            total=int(rate * duration),
-            rate=rate,
-            max_seconds=duration,
-            concurrency=concurrency,
-            name_prefix=f"r{int(rate)}",
-        ).start()
+        gen = kube_writer.GeneratorProcess.paced(stack["KUBECONFIG"], namespace, rate, duration, concurrency)
         result = await asyncio.to_thread(gen.join, duration + 120)
         wanted = {c.uid: c for c in result.created}
 
@@ -278,9 +270,5 @@ async def _wait_offsets(
             (bench_stack.OUT / f"{name}-ingest-profile.txt").write_text(summary + "\n")
 
 
-def main(argv: list[str] | None = None) -> None:
-    reporting.main(parse, run, argv)
-
-
 if __name__ == "__main__":
-    main()
+    reporting.main(parse, run)

@@ -218,6 +218,19 @@ class GeneratorProcess:
         self.result = GeneratorResult()
         self.done = False
 
+    @classmethod
+    def paced(cls, kubeconfig: str, namespace: str, rate: float, duration: float, concurrency: int) -> GeneratorProcess:
+        """``rate`` events per second for ``duration`` seconds, started; names say the rate."""
+        return cls(
+            kubeconfig,
+            namespace,
+            total=int(rate * duration),
+            rate=rate,
+            max_seconds=duration,
+            concurrency=concurrency,
+            name_prefix=f"r{int(rate)}",
+        ).start()
+
     def start(self) -> GeneratorProcess:
         self._proc.start()
         return self

@@ -56,15 +56,7 @@ def measure(
     concurrency: int,
     worker: runner.Worker,
 ) -> dict[str, Any]:
-    gen = kube_writer.GeneratorProcess(
-        stack["KUBECONFIG"],
-        namespace,
-        total=int(rate * duration),
-        rate=rate,
-        max_seconds=duration,
-        concurrency=concurrency,
-        name_prefix=f"l{int(rate)}",
-    ).start()
+    gen = kube_writer.GeneratorProcess.paced(stack["KUBECONFIG"], namespace, rate, duration, concurrency)
     confirmed: dict[str, float] = {}
     unseen: set[str] = set()
     latency: dict[str, float] = {}
@@ -169,9 +161,5 @@ def run(args: argparse.Namespace) -> Report:
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    reporting.main(parse, run, argv)
-
-
 if __name__ == "__main__":
-    main()
+    reporting.main(parse, run)

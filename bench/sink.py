@@ -216,9 +216,5 @@ def run(args: argparse.Namespace) -> Report:
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    reporting.main(parse, run, argv)
-
-
 if __name__ == "__main__":
-    main()
+    reporting.main(parse, run)

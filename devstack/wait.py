@@ -35,13 +35,45 @@ def never(_: Exception) -> bool:
     return False
 
 
-def _message(what: str, timeout: float, last: object, error: BaseException | None, detail: str) -> str:
-    parts = [f"timed out after {timeout:g}s waiting for {what}"]
-    parts.append(f"last value: {'(none: every probe raised)' if last is _UNSET else repr(last)}")
-    if error is not None:
-        parts.append(f"last error: {error!r}")
-    text = "; ".join(parts)
-    return f"{text}\n{detail}" if detail else text
+class _Attempts:
+    """The state one wait carries between probes: the deadline, the last value and error seen."""
+
+    def __init__(
+        self,
+        what: str,
+        timeout: float,
+        interval: float,
+        not_yet: Callable[[Exception], bool],
+        detail: Callable[[], str] | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.what, self.timeout, self.interval = what, timeout, interval
+        self.not_yet, self.detail, self.clock = not_yet, detail, clock
+        self.deadline = clock() + timeout
+        self.last: object = _UNSET
+        self.error: Exception | None = None
+
+    def waits_out(self, exc: Exception) -> bool:
+        """True if ``exc`` means "not yet" (it is remembered); False: the caller re-raises it."""
+        if not self.not_yet(exc):
+            return False
+        self.error = exc
+        return True
+
+    def pause(self) -> float:
+        """Seconds to sleep before the next probe; :class:`WaitTimeout` once the deadline passed."""
+        remaining = self.deadline - self.clock()
+        if remaining > 0:
+            return min(self.interval, remaining)
+        parts = [f"timed out after {self.timeout:g}s waiting for {self.what}"]
+        parts.append(f"last value: {'(none: every probe raised)' if self.last is _UNSET else repr(self.last)}")
+        if self.error is not None:
+            parts.append(f"last error: {self.error!r}")
+        text = "; ".join(parts)
+        if self.detail:
+            text = f"{text}\n{self.detail()}"
+        last = None if self.last is _UNSET else self.last
+        raise WaitTimeout(text, last, self.error) from self.error
 
 
 def until(
@@ -60,24 +92,18 @@ def until(
 
     ``detail`` adds context to the timeout message (a log tail, a status).
     """
-    deadline = clock() + timeout
-    last: object = _UNSET
-    error: Exception | None = None
+    attempts = _Attempts(what, timeout, interval, not_yet, detail, clock)
     while True:
         try:
             value = probe()
         except Exception as exc:
-            if not not_yet(exc):
+            if not attempts.waits_out(exc):
                 raise
-            error = exc
         else:
             if ready(value):
                 return value
-            last = value
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise WaitTimeout(_message(what, timeout, last, error, detail() if detail else ""), last, error) from error
-        sleep(min(interval, remaining))
+            attempts.last = value
+        sleep(attempts.pause())
 
 
 async def until_async(
@@ -93,24 +119,18 @@ async def until_async(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
     """:func:`until` for a coroutine probe; sleeps without blocking the loop."""
-    deadline = clock() + timeout
-    last: object = _UNSET
-    error: Exception | None = None
+    attempts = _Attempts(what, timeout, interval, not_yet, detail, clock)
     while True:
         try:
             value = await probe()
         except Exception as exc:
-            if not not_yet(exc):
+            if not attempts.waits_out(exc):
                 raise
-            error = exc
         else:
             if ready(value):
                 return value
-            last = value
-        remaining = deadline - clock()
-        if remaining <= 0:
-            raise WaitTimeout(_message(what, timeout, last, error, detail() if detail else ""), last, error) from error
-        await sleep(min(interval, remaining))
+            attempts.last = value
+        await sleep(attempts.pause())
 
 
 def holds(
