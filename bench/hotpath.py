@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench import common
+from bench import report, synthetic
 
 
 def _best(fn: Callable[[], Any], count: int, repeat: int) -> float:
@@ -38,8 +38,8 @@ def run(events: int, repeat: int) -> dict[str, float]:
     from streams.sink import Indexer, operations
 
     settings = Settings.from_env({"K8SEV_APP_ID": "bench-hotpath"})
-    source = list(common.synthetic_events(events, seed=5))
-    raws = [common.encode(e) for e in source]
+    source = list(synthetic.synthetic_events(events, seed=5))
+    raws = [synthetic.encode(e) for e in source]
     out: dict[str, float] = {}
 
     # The ingest agent's publish(), the producer replaced by a send that only encodes.
@@ -143,11 +143,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=5000)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args(argv)
-    report = common.Report("hotpath", sys.argv[1:] if argv is None else argv)
+    figures = report.Report("hotpath", sys.argv[1:] if argv is None else argv)
     for label, value in run(args.events, args.repeat).items():
-        report.add("us per event (best of runs)", label, round(value, 2))
-    path = report.save()
-    print(report.render())
+        figures.add("us per event (best of runs)", label, round(value, 2))
+    path = figures.save()
+    print(figures.render())
     print(f"saved {path}")
 
 

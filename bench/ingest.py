@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import sys
@@ -26,8 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import Report, log, mib, percentile
+from bench import kube_writer, procstats, topics
+from bench import report as reporting
+from bench import stack as bench_stack
+from bench.procstats import mib
+from bench.report import Report, log, percentile
+from devstack import offsets, scratch, transient, wait
+from devstack import worker as runner
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -49,7 +55,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def list_baseline(kubeconfig: str, namespace: str, page_size: int) -> tuple[int, float]:
     """One paginated LIST as the watcher does it: (items, seconds)."""
-    api = common.kube_api(kubeconfig)
+    api = kube_writer.kube_api(kubeconfig)
     started = time.monotonic()
     token: str | None = None
     total = 0
@@ -76,18 +82,11 @@ class RawTopicTimes:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka import AIOKafkaConsumer
 
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.topic)
-        for _ in range(50):
-            if partitions:
-                break
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(self.topic)
-            await asyncio.sleep(0.2)
-        assigned = [TopicPartition(self.topic, p) for p in sorted(partitions or ())]
+        assigned = await offsets.partitions(self._consumer, self.topic)
         self._consumer.assign(assigned)
         await self._consumer.seek_to_end(*assigned)
         for tp in assigned:  # resolve the positions now, before anything new is produced
@@ -117,20 +116,17 @@ async def steady(
     times = RawTopicTimes(stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.kafka.raw_topic)
     await times.start()
     try:
-        gen = common.GeneratorProcess(
-            stack["KUBECONFIG"],
-            namespace,
-            total=int(rate * duration),
-            rate=rate,
-            max_seconds=duration,
-            concurrency=concurrency,
-            name_prefix=f"r{int(rate)}",
-        ).start()
+        gen = kube_writer.GeneratorProcess.paced(stack["KUBECONFIG"], namespace, rate, duration, concurrency)
         result = await asyncio.to_thread(gen.join, duration + 120)
         wanted = {c.uid: c for c in result.created}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not wanted.keys() <= times.seen.keys():  # noqa: ASYNC110 - polled
-            await asyncio.sleep(0.2)
+
+        async def unseen() -> int:
+            return len(wanted.keys() - times.seen.keys())
+
+        # Not fatal: what is still missing after 60 s is reported.
+        with contextlib.suppress(wait.WaitTimeout):
+            await wait.until_async("every created event on the raw topic", unseen, timeout=60, interval=0.2,
+                                   ready=lambda left: left == 0)  # fmt: skip
     finally:
         await times.stop()
     lags = [times.seen[uid] - made.confirmed for uid, made in wanted.items() if uid in times.seen]
@@ -152,26 +148,24 @@ async def steady(
 
 
 def run(args: argparse.Namespace) -> Report:
-    stack = common.stack_env()
+    stack = bench_stack.stack_env()
     report = Report("ingest", sys.argv[1:])
-    name = common.unique_name("bi")
+    name = runner.unique_name("bi")
     namespace = name
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     overrides = dict(item.split("=", 1) for item in args.env)
-    env = common.worker_env(stack, name, tmp, K8SEV_NAMESPACES=namespace, **overrides)
+    env = bench_stack.worker_env(stack, name, tmp, K8SEV_NAMESPACES=namespace, **overrides)
     from streams.settings import Settings
 
     settings = Settings.from_env(env)
-    for key, value in {**common.machine(), **common.server_versions(stack)}.items():
-        report.add("machine", key, value)
-    for key, value in common.shown_settings(env).items():
-        report.add("settings", key, value)
+    report.add_machine(stack)
+    report.add_settings(env)
     report.add("settings", "events", args.events)
-    worker: common.Worker | None = None
+    worker: runner.Worker | None = None
     try:
-        common.create_namespace(stack["KUBECONFIG"], namespace)
+        kube_writer.create_namespace(stack["KUBECONFIG"], namespace)
         log(f"creating {args.events} events in namespace {namespace}")
-        made = common.create_events_fast(stack["KUBECONFIG"], namespace, args.events, args.concurrency)
+        made = kube_writer.create_events_fast(stack["KUBECONFIG"], namespace, args.events, args.concurrency)
         report.add("setup", "events created", len(made.created))
         report.add("setup", "create rate (events/s, concurrent HTTP)", round(made.rate))
         if made.errors:
@@ -187,14 +181,13 @@ def run(args: argparse.Namespace) -> Report:
         report.add("baseline (plain LIST)", "events/s", round(list_rate))
 
         asyncio.run(
-            common.create_topic(
+            topics.create_topic(
                 stack["DEVSTACK_KAFKA_BOOTSTRAP"], settings.kafka.raw_topic, settings.kafka.topic_partitions
             )
         )
         log("worker: LIST+WATCH into the raw topic")
-        worker = common.Worker(env, common.OUT / "logs" / f"{name}.log")
-        worker.start()
-        sampler = common.RssSampler(worker.pid, interval=0.5).start()
+        worker = bench_stack.start_worker(env)
+        sampler = procstats.RssSampler(worker.pid, interval=0.5).start()
         first, last, on_topic, cpu = asyncio.run(
             _wait_offsets(stack, settings.kafka.raw_topic, total, worker, args.profile, name)
         )
@@ -227,37 +220,47 @@ def run(args: argparse.Namespace) -> Report:
         if worker:
             worker.stop()
         if not args.keep:
-            common.cleanup(stack, name, namespace=namespace)
+            scratch.drop_app(stack, name, namespace=namespace)
         shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
 async def _wait_offsets(
-    stack: dict[str, str], topic: str, total: int, worker: common.Worker, profile: bool, name: str
+    stack: dict[str, str], topic: str, total: int, worker: runner.Worker, profile: bool, name: str
 ) -> tuple[float | None, float | None, int, float]:
-    watcher = common.OffsetWatcher(stack["DEVSTACK_KAFKA_BOOTSTRAP"], topic)
+    watcher = topics.OffsetWatcher(stack["DEVSTACK_KAFKA_BOOTSTRAP"], topic)
     await watcher.start()
     first: float | None = None
-    count = 0
     cpu_first = 0.0
     profiler = None
-    deadline = time.monotonic() + max(180.0, total / 50)
-    try:
-        while time.monotonic() < deadline:
-            worker.check()
-            count = await watcher.total()
-            now = time.monotonic()
-            if count and first is None:
-                first, cpu_first = now, common.proc_cpu_seconds(worker.pid)
-                if profile:
-                    from bench.profile import Profiler
+    last = {"count": 0, "at": 0.0}
 
-                    profiler = Profiler(worker.pid, common.OUT / f"{name}-ingest.pyspy")
-            if count >= total:
-                cpu = common.proc_cpu_seconds(worker.pid) - cpu_first
-                return first, now, count, cpu
-            await asyncio.sleep(0.1)
-        return first, None, count, 0.0
+    async def on_topic() -> int:
+        nonlocal first, cpu_first, profiler
+        worker.check()
+        count = last["count"] = await watcher.total()
+        last["at"] = time.monotonic()
+        if count and first is None:
+            first, cpu_first = last["at"], procstats.proc_cpu_seconds(worker.pid)
+            if profile:
+                from bench.profile import Profiler
+
+                profiler = Profiler(worker.pid, bench_stack.OUT / f"{name}-ingest.pyspy")
+        return count
+
+    try:
+        try:
+            await wait.until_async(
+                f"{total} records on {topic}",
+                on_topic,
+                timeout=max(180.0, total / 50),
+                interval=0.1,
+                ready=lambda count: count >= total,
+                not_yet=transient.kafka,
+            )
+        except wait.WaitTimeout:
+            return first, None, int(last["count"]), 0.0
+        return first, last["at"], int(last["count"]), procstats.proc_cpu_seconds(worker.pid) - cpu_first
     finally:
         await watcher.stop()
         if profiler:
@@ -266,12 +269,8 @@ async def _wait_offsets(
             profiler.stop()
             summary = summarize(profiler.path)
             print(summary)
-            (common.OUT / f"{name}-ingest-profile.txt").write_text(summary + "\n")
-
-
-def main(argv: list[str] | None = None) -> None:
-    common.main(parse, run, argv)
+            (bench_stack.OUT / f"{name}-ingest-profile.txt").write_text(summary + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    reporting.main(parse, run)

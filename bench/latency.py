@@ -14,6 +14,7 @@ confirmed the create. It over-states by at most one poll interval plus one searc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import sys
 import tempfile
@@ -21,8 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import Report, log, percentile
+from bench import kube_writer, procstats, search
+from bench import report as reporting
+from bench import stack as bench_stack
+from bench.report import Report, log, percentile
+from devstack import scratch, transient, wait
+from devstack import worker as runner
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -49,28 +54,21 @@ def measure(
     duration: float,
     poll: float,
     concurrency: int,
-    worker: common.Worker,
+    worker: runner.Worker,
 ) -> dict[str, Any]:
-    gen = common.GeneratorProcess(
-        stack["KUBECONFIG"],
-        namespace,
-        total=int(rate * duration),
-        rate=rate,
-        max_seconds=duration,
-        concurrency=concurrency,
-        name_prefix=f"l{int(rate)}",
-    ).start()
+    gen = kube_writer.GeneratorProcess.paced(stack["KUBECONFIG"], namespace, rate, duration, concurrency)
     confirmed: dict[str, float] = {}
     unseen: set[str] = set()
     latency: dict[str, float] = {}
     search_seconds: list[float] = []
-    deadline = time.monotonic() + duration + 120
-    while time.monotonic() < deadline:
+
+    def step() -> bool:
+        """One round: take what the generator confirmed, search for what is not yet seen."""
         for made in gen.poll(wait=0.0):
             confirmed[made.doc_id] = made.confirmed
             unseen.add(made.doc_id)
         if gen.done and not unseen:
-            break
+            return True
         if unseen:
             ids = sorted(unseen, key=confirmed.__getitem__)[:10_000]
             asked = time.monotonic()
@@ -83,7 +81,10 @@ def measure(
                     allow_no_indices=True,
                     ignore_unavailable=True,
                 )
-            except Exception:
+            except Exception as exc:
+                # A daily index just created (503, no shard yet): nothing searchable this round.
+                if not transient.search(exc):
+                    raise
                 found = {"hits": {"hits": []}}
             answered = time.time()
             search_seconds.append(time.monotonic() - asked)
@@ -92,7 +93,11 @@ def measure(
                     unseen.discard(hit["_id"])
                     latency[hit["_id"]] = answered - confirmed[hit["_id"]]
         worker.check()
-        time.sleep(poll)
+        return False
+
+    # Not fatal: what is not searchable 120 s after the last create is reported.
+    with contextlib.suppress(wait.WaitTimeout):
+        wait.until("every created event searchable", step, timeout=duration + 120, interval=poll)
     result = gen.join(30)
     values = list(latency.values())
     return {
@@ -108,33 +113,33 @@ def measure(
 
 
 def run(args: argparse.Namespace) -> Report:
-    stack = common.stack_env()
+    stack = bench_stack.stack_env()
     report = Report("latency", sys.argv[1:])
-    name = common.unique_name("bl")
+    name = runner.unique_name("bl")
     namespace = name
     tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     overrides = dict(item.split("=", 1) for item in args.env)
-    env = common.worker_env(stack, name, tmp, K8SEV_NAMESPACES=namespace, **overrides)
-    for key, value in {**common.machine(), **common.server_versions(stack)}.items():
-        report.add("machine", key, value)
-    for key, value in common.shown_settings(env).items():
-        report.add("settings", key, value)
+    env = bench_stack.worker_env(stack, name, tmp, K8SEV_NAMESPACES=namespace, **overrides)
+    report.add_machine(stack)
+    report.add_settings(env)
     report.add("settings", "poll interval (s)", args.poll)
-    worker: common.Worker | None = None
+    worker: runner.Worker | None = None
     try:
-        common.create_namespace(stack["KUBECONFIG"], namespace)
-        worker = common.Worker(env, common.OUT / "logs" / f"{name}.log")
-        worker.start()
+        kube_writer.create_namespace(stack["KUBECONFIG"], namespace)
+        worker = bench_stack.start_worker(env)
         worker.wait_ready()
-        time.sleep(2)
-        es = common.es_client(stack)
+        # Ready means the search engine and Kafka answer; the clock starts once the watch streams too.
+        wait.until("the watch up", lambda: runner.metric(worker.metrics(), "k8sev_watch_up"), timeout=60,
+                   ready=lambda up: up == 1)  # fmt: skip
+        es = search.es_client(stack)
         for rate_text in args.rates.split(","):
             rate = float(rate_text)
             log(f"latency at {rate:g} events/s offered for {args.duration:g} s")
             figures = measure(stack, es, name, namespace, rate, args.duration, args.poll, args.concurrency, worker)
             for label, value in figures.items():
                 report.add(f"{rate:g} events/s offered", label, value)
-            time.sleep(2)
+            # The next rate starts on an idle pipeline: all of this one consumed, not a pause.
+            worker.wait_consumed()
         from streams.setting_values import parse_duration
         from streams.settings import Settings
 
@@ -147,19 +152,15 @@ def run(args: argparse.Namespace) -> Report:
                 f"p99 at 200/s <= refresh interval + 1 s = {goal:g} s",
                 f"{p99} ({'met' if p99 <= goal else 'NOT met'})",
             )
-        report.add("memory", "worker RSS at the end (MiB)", common.mib(worker.memory()[0]))
+        report.add("memory", "worker RSS at the end (MiB)", procstats.mib(worker.memory()[0]))
     finally:
         if worker:
             worker.stop()
         if not args.keep:
-            common.cleanup(stack, name, namespace=namespace)
+            scratch.drop_app(stack, name, namespace=namespace)
         shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    common.main(parse, run, argv)
-
-
 if __name__ == "__main__":
-    main()
+    reporting.main(parse, run)

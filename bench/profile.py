@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 # Where a frame's file lives -> the area its time is charged to (first match wins).
@@ -157,15 +156,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=20)
     args = parser.parse_args(argv)
     print(summarize(args.recording, args.top))
-
-
-def wait_for_file(path: Path, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.stat().st_size:
-            return True
-        time.sleep(0.2)
-    return False
 
 
 if __name__ == "__main__":

@@ -26,8 +26,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import common
-from bench.common import Report, log, mib
+from bench import procstats, search, synthetic, topics
+from bench import report as reporting
+from bench import stack as bench_stack
+from bench.procstats import mib
+from bench.report import Report, log
+from devstack import scratch
+from devstack import worker as runner
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -48,14 +53,14 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def preload(bootstrap: str, topic: str, partitions: int, total: int) -> float:
-    await common.create_topic(bootstrap, topic, partitions)
+    await topics.create_topic(bootstrap, topic, partitions)
 
     def pairs() -> Any:
-        for event in common.synthetic_events(total, seed=11):
-            yield event["metadata"]["uid"].encode(), common.encode(event)
+        for event in synthetic.synthetic_events(total, seed=11):
+            yield event["metadata"]["uid"].encode(), synthetic.encode(event)
 
     started = time.monotonic()
-    done = await common.produce(bootstrap, topic, pairs(), total)
+    done = await topics.produce(bootstrap, topic, pairs(), total)
     if done != total:
         raise RuntimeError(f"produced {done} of {total}")
     return time.monotonic() - started
@@ -70,7 +75,7 @@ async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, fl
     settings = Settings.from_env(env)
     batches: list[list[dict[str, Any]]] = []
     ops: list[dict[str, Any]] = []
-    for event in common.synthetic_events(total, seed=11):
+    for event in synthetic.synthetic_events(total, seed=11):
         when = events.event_time(event)
         assert when is not None
         ops.append(
@@ -83,7 +88,7 @@ async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, fl
     if ops:
         batches.append(ops)
     client = SearchClient(settings)
-    es = common.es_client({"DEVSTACK_ELASTICSEARCH_URL": settings.search.urls[0]})
+    es = search.es_client({"DEVSTACK_ELASTICSEARCH_URL": settings.search.urls[0]})
     try:
         await client.put_index_template(template_name(settings), index_template(settings))
         started = time.monotonic()
@@ -93,7 +98,7 @@ async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, fl
             errors += sum(1 for item in response.get("items", []) if next(iter(item.values()))["status"] >= 300)
         sent = time.monotonic()
         first, last, count = await asyncio.to_thread(
-            common.wait_count, es, settings.search.index_prefix, total, wait, 0.1
+            search.wait_count, es, settings.search.index_prefix, total, wait, 0.1
         )
     finally:
         await client.close()
@@ -108,24 +113,22 @@ async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, fl
 
 
 def run(args: argparse.Namespace) -> Report:
-    stack = common.stack_env(("kafka", "elasticsearch"))
+    stack = bench_stack.stack_env(("kafka", "elasticsearch"))
     report = Report("sink", sys.argv[1:])
-    name = common.unique_name("bs")
+    name = runner.unique_name("bs")
     base_prefix = f"{name}b"
     total = args.events
     timeout = args.timeout or max(300.0, total / 100)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     overrides = dict(item.split("=", 1) for item in args.env)
-    env = common.worker_env(stack, name, tmp, K8SEV_INGEST="false", **overrides)
+    env = bench_stack.worker_env(stack, name, tmp, K8SEV_INGEST="false", **overrides)
     from streams.settings import Settings
 
     settings = Settings.from_env(env)
-    for key, value in {**common.machine(), **common.server_versions(stack)}.items():
-        report.add("machine", key, value)
-    for key, value in common.shown_settings(env).items():
-        report.add("settings", key, value)
+    report.add_machine(stack)
+    report.add_settings(env)
     report.add("settings", "events", total)
-    worker: common.Worker | None = None
+    worker: runner.Worker | None = None
     try:
         log(f"producing {total} events to {settings.kafka.raw_topic}")
         seconds = asyncio.run(
@@ -145,38 +148,29 @@ def run(args: argparse.Namespace) -> Report:
             report.add("baseline (direct bulk)", "events/s (bulk requests alone)", round(total / base["bulk_seconds"]))
             report.add("baseline (direct bulk)", "refused items", int(base["errors"]))
             base["rate"] = rate
-            common.cleanup(stack, base_prefix)
+            scratch.drop_app(stack, base_prefix)
 
         log("pipeline: worker with K8SEV_INGEST=false")
-        es = common.es_client(stack)
-        worker = common.Worker(env, common.OUT / "logs" / f"{name}.log")
-        worker.start()
-        sampler = common.RssSampler(worker.pid, interval=0.5).start()
+        es = search.es_client(stack)
+        worker = bench_stack.start_worker(env)
+        sampler = procstats.RssSampler(worker.pid, interval=0.5).start()
         profiler = None
-        first: float | None = None
-        cpu_first = 0.0
-        io_first = (0.0, 0.0)
-        count_first = 0
-        deadline = time.monotonic() + timeout
-        last: float | None = None
-        count = 0
-        while time.monotonic() < deadline:
-            worker.check()
-            count = common.es_count(es, name)
-            now = time.monotonic()
-            if count and first is None:
-                first, cpu_first, count_first = now, common.proc_cpu_seconds(worker.pid), count
-                io_first = common.proc_times(worker.pid)
-                if args.profile:
-                    from bench.profile import Profiler
+        at_first: dict[str, Any] = {"cpu": 0.0, "io": (0.0, 0.0), "count": 0}
 
-                    profiler = Profiler(worker.pid, common.OUT / f"{name}-sink.pyspy")
-            if count >= total:
-                last = now
-                break
-            time.sleep(0.25)
-        cpu_last = common.proc_cpu_seconds(worker.pid)
-        io_last = common.proc_times(worker.pid)
+        def first_seen(count: int) -> None:
+            nonlocal profiler
+            at_first.update(
+                cpu=procstats.proc_cpu_seconds(worker.pid), io=procstats.proc_times(worker.pid), count=count
+            )
+            if args.profile:
+                from bench.profile import Profiler
+
+                profiler = Profiler(worker.pid, bench_stack.OUT / f"{name}-sink.pyspy")
+
+        first, last, count = search.wait_count(es, name, total, timeout, 0.25, check=worker.check, on_first=first_seen)
+        cpu_first, io_first, count_first = at_first["cpu"], at_first["io"], at_first["count"]
+        cpu_last = procstats.proc_cpu_seconds(worker.pid)
+        io_last = procstats.proc_times(worker.pid)
         if profiler:
             profiler.stop()
         sampler.stop()
@@ -200,10 +194,9 @@ def run(args: argparse.Namespace) -> Report:
         kernel = io_last[1] - io_first[1]
         report.add(section, "kernel share of worker CPU", f"{100 * kernel / max(1e-9, user + kernel):.0f}%")
         metrics = worker.get("/metrics")[1].decode(errors="replace")
-        report.add(section, "dead letters", _metric(metrics, "k8sev_events_rejected_total"))
-        report.add(section, "dedup dropped", _metric(metrics, "k8sev_dedup_dropped_total"))
-        time.sleep(1.5)
-        report.add(section, "documents after 1.5 s more (expect N)", common.es_count(es, name))
+        report.add(section, "dead letters", runner.metric(metrics, "k8sev_events_rejected_total"))
+        report.add(section, "dedup dropped", runner.metric(metrics, "k8sev_dedup_dropped_total"))
+        report.add(section, "documents once the worker consumed all (expect N)", search.count_once_consumed(es, worker))
         worker.stop()
         if base:
             report.add(
@@ -216,30 +209,16 @@ def run(args: argparse.Namespace) -> Report:
 
             summary = summarize(profiler.path)
             print(summary)
-            (common.OUT / f"{name}-sink-profile.txt").write_text(summary + "\n")
+            (bench_stack.OUT / f"{name}-sink-profile.txt").write_text(summary + "\n")
             report.add("profile", "raw py-spy recording", str(profiler.path))
     finally:
         if worker:
             worker.stop()
         if not args.keep:
-            common.cleanup(stack, name, prefixes=[base_prefix])
+            scratch.drop_app(stack, name, prefixes=[base_prefix])
         shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 
-def _metric(text: str, name: str) -> float:
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            head, _, value = line.rpartition(" ")
-            if head.split("{")[0] == name:
-                total += float(value)
-    return total
-
-
-def main(argv: list[str] | None = None) -> None:
-    common.main(parse, run, argv)
-
-
 if __name__ == "__main__":
-    main()
+    reporting.main(parse, run)

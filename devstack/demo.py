@@ -13,9 +13,7 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -24,14 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from devstack import kube, paths, stack
+from devstack import kube, paths, stack, wait
 from devstack.errors import StackError
+from devstack.worker import Worker, WorkerExited, worker_env
 
 NAMESPACE = "demo"
 DEPLOYMENT = "web"
 WARNING_EVENT = "web-backoff"
 SCALES = (3, 6, 2, 5, 1)
-ROOT = Path(__file__).resolve().parents[1]
 
 log = logging.getLogger("devstack.demo")
 
@@ -52,78 +50,50 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     worker_log = paths.state_dir() / "logs" / "demo-worker.log"
-    worker = _start_worker(env, args.web_port, worker_log)
+    worker = Worker(_worker_env(env, args.web_port), worker_log)
+    print(f"starting: faust -A streams worker (log: {worker_log})", file=sys.stderr)
+    worker.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        web = f"http://127.0.0.1:{args.web_port}"
-        _wait_ready(worker, web, worker_log)
+        try:
+            worker.wait_ready(timeout=120)
+        except (WorkerExited, wait.WaitTimeout) as exc:
+            print(f"worker did not become ready: {exc}", file=sys.stderr)
+            return 1
         workload = threading.Thread(target=_workload, args=(env["KUBECONFIG"], stop), daemon=True)
         workload.start()
-        _print_where_to_look(env, web, worker_log)
-        deadline = time.monotonic() + args.duration if args.duration else None
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            if worker.poll() is not None:
-                print(f"worker exited with {worker.returncode}; see {worker_log}", file=sys.stderr)
+        _print_where_to_look(env, worker.url, worker_log)
+        # Not a wait for a condition: the demo runs for as long as asked, reporting every 10 s.
+        ends = time.monotonic() + args.duration if args.duration else None
+        while not stop.is_set() and (ends is None or time.monotonic() < ends):
+            if not worker.alive():
+                print(f"worker exited with {worker.stop()}; see {worker_log}", file=sys.stderr)
                 return 1
             stop.wait(10)
-            _progress(env, web)
+            _progress(env, worker.url)
     except KeyboardInterrupt:
         pass
     finally:
         stop.set()
-        os.killpg(worker.pid, signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
+        worker.stop(timeout=30)
         print("worker stopped; the stack is still running: `python -m devstack down` stops it", file=sys.stderr)
     return 0
 
 
-def _start_worker(env: dict[str, str], web_port: int, log_file: Path) -> subprocess.Popen[bytes]:
-    worker_env = {
-        **os.environ,
-        "K8SEV_KUBECONFIG": env["KUBECONFIG"],
-        "K8SEV_BROKER": env["DEVSTACK_KAFKA_BOOTSTRAP"],
-        "K8SEV_ES_URL": env["DEVSTACK_ELASTICSEARCH_URL"],
-        "K8SEV_CLUSTER": "devstack",
-        "K8SEV_INDEX_REPLICAS": "0",
-        "K8SEV_WEB_PORT": str(web_port),
-        "K8SEV_WEB_HOST": "127.0.0.1",
-        "K8SEV_DATA_DIR": str(paths.state_dir() / "demo-worker"),
-    }
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    out = log_file.open("ab")
-    print(f"starting: faust -A streams worker (log: {log_file})", file=sys.stderr)
-    return subprocess.Popen(
-        [sys.executable, "-m", "faust", "-A", "streams", "worker", "--loglevel", "info"],
-        cwd=ROOT,
-        env=worker_env,
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+def _worker_env(env: dict[str, str], web_port: int) -> dict[str, str]:
+    # The default names (k8s-event...), kept across runs on purpose: the demo's data is there to look at.
+    return worker_env(
+        env,
+        data_dir=paths.state_dir() / "demo-worker",
+        K8SEV_CLUSTER="devstack",
+        K8SEV_WEB_PORT=str(web_port),
     )
 
 
 def _get_json(url: str) -> Any:
     with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback only
         return json.loads(resp.read())
-
-
-def _wait_ready(worker: subprocess.Popen[bytes], web: str, log_file: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise SystemExit(f"worker exited with {worker.returncode} during start-up; see {log_file}")
-        try:
-            if _get_json(f"{web}/readyz").get("ok"):
-                return
-        except OSError:
-            pass
-        time.sleep(1)
-    raise SystemExit(f"worker not ready within {timeout:.0f}s; see {log_file} and {web}/readyz")
 
 
 def _print_where_to_look(env: dict[str, str], web: str, worker_log: Path) -> None:

@@ -14,7 +14,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from devstack import paths
+from devstack import paths, wait
 from devstack.errors import StackError
 
 
@@ -160,16 +160,26 @@ def spawn(
 def wait_ready(server: str, probe: Callable[[], bool], timeout: float) -> None:
     """Poll ``probe`` until it is true; fail early if the process died."""
     log = paths.log_file(server)
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> bool:
         if read_pid(server) is None:
             raise StackError(server, "exited during start-up", log)
-        with contextlib.suppress(Exception):
-            if probe():
-                return
-        if time.monotonic() > deadline:
-            raise StackError(server, f"not ready within {timeout:.0f}s", log)
-        time.sleep(0.5)
+        return probe()
+
+    try:
+        # Any error of the probe (connection refused, a 503) means the server is still starting.
+        wait.until(f"{server} ready", ready, timeout=timeout, not_yet=lambda exc: not isinstance(exc, StackError))
+    except wait.WaitTimeout as exc:
+        # The last probe error (if any) stays attached as the cause.
+        raise StackError(server, f"not ready within {timeout:.0f}s", log) from exc.error
+
+
+def _wait_group_gone(pid: int, timeout: float, interval: float = 0.2) -> bool:
+    try:
+        wait.until(f"process group {pid} to exit", lambda: not _group_alive(pid), timeout=timeout, interval=interval)
+    except wait.WaitTimeout:
+        return False
+    return True
 
 
 def stop(server: str, timeout: float = 30.0) -> bool:
@@ -178,14 +188,9 @@ def stop(server: str, timeout: float = 30.0) -> bool:
     if pid is None:
         return False
     _signal_group(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _group_alive(pid):
-        time.sleep(0.2)
-    if _group_alive(pid):
+    if not _wait_group_gone(pid, timeout):
         _signal_group(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _group_alive(pid):
-            time.sleep(0.1)
+        _wait_group_gone(pid, 10, interval=0.1)
     _reap(pid)
     paths.pid_file(server).unlink(missing_ok=True)
     return True
@@ -197,9 +202,7 @@ def kill(server: str) -> bool:
     if pid is None:
         return False
     _signal_group(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and _group_alive(pid):
-        time.sleep(0.1)
+    _wait_group_gone(pid, 10, interval=0.1)
     _reap(pid)
     paths.pid_file(server).unlink(missing_ok=True)
     return True

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
+from devstack import transient, wait
 from streams.settings import Settings
 from tests.deploy.helpers import CHART_DIR, CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, ROOT, defaults, find, load_yaml
 from tests.deploy.rbac import (
@@ -33,7 +34,6 @@ from tests.deploy.rbac import (
     service_account_token,
     token_client,
 )
-from tests.e2e.helpers import wait_for
 from tests.fixtures.stack import unique_name
 from tests.fixtures.tools import ToolError, helm, helm_template, kustomize_build, parse_objects, values_file
 
@@ -598,7 +598,12 @@ def test_helm_upgrade_rolls_the_pods_and_uninstall_leaves_nothing(
         done = len(new) == 1 and (new[0].status.ready_replicas or 0) == 2 and (sets[first].status.replicas or 0) == 0
         return sets if done else None
 
-    wait_for("a new ReplicaSet with two ready pods, the old one scaled to zero", rolled, timeout=120)
+    wait.until(
+        "a new ReplicaSet with two ready pods, the old one scaled to zero",
+        rolled,
+        timeout=120,
+        not_yet=transient.kube,
+    )
 
     # Everything the release made, then uninstall: none of it may remain (cluster-scoped included).
     made = manifest_objects(release, release_namespace, kubeconfig)
@@ -626,5 +631,11 @@ def test_helm_upgrade_rolls_the_pods_and_uninstall_leaves_nothing(
         ]
         return left
 
-    wait_for("nothing of the release left", lambda: remaining() == [] or None, timeout=120)
+    wait.until(
+        "nothing of the release left",
+        remaining,
+        timeout=120,
+        ready=lambda left: left == [],
+        not_yet=transient.kube,
+    )
     assert helm("list", "--namespace", release_namespace, "--short", kubeconfig=kubeconfig).strip() == ""

@@ -22,6 +22,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
+from devstack import transient, wait
 from streams.settings import Settings
 from tests.deploy.helpers import CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, defaults, find, load_yaml
 from tests.deploy.rbac import (
@@ -33,7 +34,7 @@ from tests.deploy.rbac import (
     token_client,
     write_token_kubeconfig,
 )
-from tests.e2e.helpers import create_event, documents, identity, wait_for
+from tests.e2e.helpers import create_event, documents, identity
 from tests.fixtures.tools import kustomize_build
 
 pytestmark = pytest.mark.deploy
@@ -275,11 +276,11 @@ def test_the_manifests_apply_and_the_pods_pass_restricted_pod_security(
     # The real Deployment: kwok plays the node, so both replicas become available.
     apps = client.AppsV1Api(kube_client)
 
-    def available() -> int | None:
-        status = apps.read_namespaced_deployment("k8s-event-streams", namespace).status
-        return status.available_replicas if (status.available_replicas or 0) >= 2 else None
+    def available() -> int:
+        return int(apps.read_namespaced_deployment("k8s-event-streams", namespace).status.available_replicas or 0)
 
-    assert wait_for("two available replicas", available, timeout=90) == 2
+    assert wait.until("two available replicas", available, timeout=90, ready=lambda n: n >= 2,
+                      not_yet=transient.kube) == 2  # fmt: skip
     service = core.read_namespaced_service("k8s-event-streams", namespace)
     assert service.spec.ports[0].port == 6066
     budget = client.PolicyV1Api(kube_client).read_namespaced_pod_disruption_budget("k8s-event-streams", namespace)
@@ -315,10 +316,12 @@ def test_the_service_account_may_watch_events_everywhere_and_nothing_more(
     event = create_event(core, other_namespace, "seen-through-rbac", reason="DeployTest", type_="Warning")
     wanted = identity(event)
 
-    def indexed() -> list[dict[str, Any]] | None:
-        return documents(es_client, worker.index_prefix, ids={"values": [wanted]}) or None
-
-    (doc,) = wait_for(f"document {wanted}", indexed, timeout=90)
+    (doc,) = wait.until(
+        f"document {wanted}",
+        lambda: documents(es_client, worker.index_prefix, ids={"values": [wanted]}),
+        timeout=90,
+        not_yet=transient.search,
+    )
     assert doc["metadata"]["namespace"] == other_namespace and doc["reason"] == "DeployTest"
     leases = client.CoordinationV1Api(kube_client)
     lease = leases.read_namespaced_lease(f"{worker.env['K8SEV_APP_ID']}-ingest", namespace)

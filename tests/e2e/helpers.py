@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from kubernetes import client
+
+from devstack import transient, wait
+from devstack.worker import Worker, metric
+
+__all__ = ["create_event", "documents", "identity", "metric", "now_rfc3339", "once_consumed", "repeat_event",
+           "search", "wait_for_documents"]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -43,17 +48,6 @@ def identity(event: client.CoreV1Event) -> str:
     return f"{event.metadata.uid}:{event.metadata.resource_version}"
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 90.0, interval: float = 0.5) -> T:
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-
-
 def documents(engine: Any, prefix: str, **query: Any) -> list[dict[str, Any]]:
     """Every document under ``<prefix>-*``; ``engine`` is an Elasticsearch or an OpenSearch client."""
     engine.indices.refresh(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
@@ -62,29 +56,29 @@ def documents(engine: Any, prefix: str, **query: Any) -> list[dict[str, Any]]:
     return [{"_id": h["_id"], "_index": h["_index"], **h["_source"]} for h in found["hits"]["hits"]]
 
 
-def metric(text: str, name: str, **labels: str) -> float:
-    """Sum of a Prometheus metric's samples whose labels include ``labels``."""
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name) or line.startswith("#"):
-            continue
-        head, _, value = line.rpartition(" ")
-        sample, _, label_text = head.partition("{")
-        if sample != name:
-            continue
-        if all(f'{k}="{v}"' in label_text for k, v in labels.items()):
-            total += float(value)
-    return total
+def search(what: str, read: Callable[[], T], timeout: float = 60.0) -> T:
+    """``read()`` (a search), waiting out a search engine that cannot answer yet: a daily index just
+    created whose shard is still being allocated answers 503, a restarted node refuses connections."""
+    return wait.until(what, read, timeout=timeout, ready=lambda _: True, not_yet=transient.search)
 
 
-def wait_for_documents(es: Any, prefix: str, at_least: int, timeout: float = 90.0, settle: float = 2.0
-                       ) -> list[dict[str, Any]]:  # fmt: skip
-    """Documents once there are ``at_least``; read again after ``settle`` seconds so extras show up."""
+def once_consumed(worker: Worker, read: Callable[[], T], timeout: float = 120.0) -> T:
+    """``read()`` once nothing more is on its way to the index: the worker's consumer group has
+    committed the end offsets of its raw and clean topics (every partition), so every record was
+    indexed or dead-lettered. The read refreshes the index itself. For "nothing extra" checks."""
+    worker.wait_consumed(timeout)
+    return search(f"a search of {worker.index_prefix}-* once consumed", read)
 
-    def enough() -> list[dict[str, Any]] | None:
-        found = documents(es, prefix)
-        return found if len(found) >= at_least else None
 
-    wait_for(f"{at_least} documents under {prefix}-*", enough, timeout)
-    time.sleep(settle)
-    return documents(es, prefix)
+def wait_for_documents(engine: Any, worker: Worker, at_least: int, timeout: float = 90.0) -> list[dict[str, Any]]:
+    """Every document of the worker once there are ``at_least``, read again once the worker has
+    consumed all its topics, so extras show up."""
+    prefix = worker.index_prefix
+    wait.until(
+        f"{at_least} documents under {prefix}-*",
+        lambda: documents(engine, prefix),
+        timeout=timeout,
+        ready=lambda found: len(found) >= at_least,
+        not_yet=transient.search,
+    )
+    return once_consumed(worker, lambda: documents(engine, prefix))

@@ -13,16 +13,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from elasticsearch import Elasticsearch
 from kubernetes import client
 
+from devstack import offsets, transient, wait
+from devstack.worker import peer_env
 from streams import events
-from tests.e2e.helpers import (
-    create_event,
-    documents,
-    identity,
-    metric,
-    repeat_event,
-    wait_for,
-    wait_for_documents,
-)
+from tests.e2e.helpers import create_event, documents, identity, metric, repeat_event, wait_for_documents
 from tests.fixtures.stack import unique_name
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e, pytest.mark.slow]
@@ -55,7 +49,7 @@ def test_events_are_indexed_once_per_version_and_counted(
         expected.add(identity(repeat_event(core, namespace, f"warn-{i}", 2)))
         expected.add(identity(repeat_event(core, namespace, f"warn-{i}", 3)))
 
-    docs = wait_for_documents(es_client, worker.index_prefix, len(expected))
+    docs = wait_for_documents(es_client, worker, len(expected))
     elapsed = time.monotonic() - started
     ids = [d["_id"] for d in docs]
     assert sorted(ids) == sorted(expected), "every version exactly once, nothing else"
@@ -67,7 +61,7 @@ def test_events_are_indexed_once_per_version_and_counted(
         assert doc["metadata"]["namespace"] == namespace
 
     # Occurrences: 40 events once, 10 events three times.
-    assert wait_for("counts", lambda: counts_total(worker, namespace, "1h") == 70 or None)
+    assert wait.until("counts", lambda: counts_total(worker, namespace, "1h"), timeout=90, ready=lambda n: n == 70)
     assert counts_total(worker, namespace, "1m") == 70
     assert counts_total(worker, namespace, "1h", "&type=Warning") == 30
     status, body = worker.get(f"/counts/reasons/?window=1h&namespace={namespace}&type=Warning&top=1")
@@ -99,15 +93,19 @@ async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | No
 
 
 async def consume_all(bootstrap: str, topic: str, count: int, within: float = 60) -> list[Any]:
+    """At least ``count`` records of ``topic`` from its start (all that came in the last fetch)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     out: list[Any] = []
-    deadline = time.monotonic() + within
+
+    async def fetch() -> list[Any]:
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            out.extend(records)
+        return out
+
     try:
-        while len(out) < count and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                out.extend(records)
+        await wait.until_async(f"{count} records on {topic}", fetch, timeout=within, interval=0,
+                               ready=lambda got: len(got) >= count, not_yet=transient.kafka)  # fmt: skip
     finally:
         await consumer.stop()
     return out
@@ -145,7 +143,7 @@ async def test_replays_are_dropped_and_bad_records_dead_lettered(
     # Replays of the same versions, and an older version of u0, around the bad records.
     await produce(kafka_bootstrap, raw, [*good, *bad, *good, (b"u0", event("u0", "9"))])
     expected = {f"u{i}:10" for i in range(20)}
-    docs = wait_for_documents(search, worker.index_prefix, len(expected))
+    docs = await asyncio.to_thread(wait_for_documents, search, worker, len(expected))
     letters = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, dead, 6)]
 
     assert sorted(d["_id"] for d in docs) == sorted(expected)
@@ -193,11 +191,13 @@ def test_deployment_events_from_controllers_and_scheduler(
         },
     )
 
-    def reasons() -> set[str] | None:
-        found = {str(d.get("reason")) for d in documents(es_client, worker.index_prefix)}
-        return found if {"Scheduled", "SuccessfulCreate", "ScalingReplicaSet"} <= found else None
-
-    wait_for("Scheduled, SuccessfulCreate and ScalingReplicaSet documents", reasons, timeout=120)
+    wait.until(
+        "Scheduled, SuccessfulCreate and ScalingReplicaSet documents",
+        lambda: {str(d.get("reason")) for d in documents(es_client, worker.index_prefix)},
+        timeout=120,
+        ready=lambda found: {"Scheduled", "SuccessfulCreate", "ScalingReplicaSet"} <= found,
+        not_yet=transient.search,
+    )
     scheduled = documents(es_client, worker.index_prefix, term={"reason": "Scheduled"})
     # The scheduler writes through events.k8s.io/v1: no lastTimestamp, time from eventTime.
     assert scheduled and all(d["lastTimestamp"] is None for d in scheduled)
@@ -214,27 +214,28 @@ def test_count_views_agree_on_every_worker(
 ) -> None:
     # Two workers share the tables' partitions; each answers for the whole table by asking the other.
     first = make_worker(K8SEV_NAMESPACES=namespace, K8SEV_SESSION_TIMEOUT="8s")
-    second = make_worker(**{**first.env, "K8SEV_WEB_PORT": str(first.port + 1), "K8SEV_IDENTITY": "second"})
+    second = make_worker(**peer_env(first.env, "second"))
     core = client.CoreV1Api(kube_client)
-    # Reasons spread over namespaces' partitions only by namespace; kinds spread by kind.
     for i in range(12):
         create_event(core, namespace, f"ev-{i}", reason=f"Reason{i % 4}", count=i + 1)
     expected = sum(range(1, 13))
 
-    def totals() -> list[int] | None:
-        found = [counts_total(w, namespace, "1h") for w in (first, second)]
-        return found if found == [expected, expected] else None
-
-    wait_for("both workers to report every occurrence", totals, timeout=120)
+    wait.until(
+        "both workers to report every occurrence",
+        lambda: [counts_total(w, namespace, "1h") for w in (first, second)],
+        timeout=120,
+        ready=lambda found: found == [expected, expected],
+    )
     query = f"/counts/reasons/?window=1h&namespace={namespace}&scope=local"
 
-    def shares() -> list[int] | None:
-        # Each worker counts only the partitions it actively owns (never a standby copy), so the
-        # local shares add up to the total exactly. Polled: a rebalance may still be settling.
-        local = [json.loads(w.get(query)[1])["total"] for w in (first, second)]
-        return local if sum(local) == expected else None
-
-    wait_for("the workers' local shares to add up to the total", shares, timeout=60)
+    # Each worker counts only the partitions it actively owns (never a standby copy), so the local
+    # shares add up to the total exactly. Polled: a rebalance may still be settling.
+    wait.until(
+        "the workers' local shares to add up to the total",
+        lambda: [json.loads(w.get(query)[1])["total"] for w in (first, second)],
+        timeout=60,
+        ready=lambda local: sum(local) == expected,
+    )
     _, body = second.get("/counts/kinds/?window=1h&kind=Pod")
     assert json.loads(body)["total"] >= expected
 
@@ -262,8 +263,6 @@ def test_retention_command_deletes_only_old_daily_indices(make_worker: Any, es_c
 async def test_offsets_are_committed_once_documents_are_indexed(
     make_worker: Any, es_client: Elasticsearch, kafka_bootstrap: str
 ) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
     worker = make_worker(K8SEV_INGEST="false")
     records = []
     for i in range(30):
@@ -273,23 +272,10 @@ async def test_offsets_are_committed_once_documents_are_indexed(
             "lastTimestamp": "2026-03-04T05:06:07Z",
         }
         records.append((f"c{i}".encode(), json.dumps(body).encode()))
-    await produce(kafka_bootstrap, worker.env["K8SEV_TOPIC"], records)
-    wait_for_documents(es_client, worker.index_prefix, 30)
-    clean = worker.env["K8SEV_CLEAN_TOPIC"]
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-
-        async def committed() -> int:
-            offsets = await admin.list_consumer_group_offsets(worker.env["K8SEV_APP_ID"])
-            return sum(meta.offset for tp, meta in offsets.items() if tp.topic == clean and meta.offset > 0)
-
-        deadline = time.monotonic() + 30
-        total = await committed()
-        while total < 30 and time.monotonic() < deadline:
-            await asyncio.sleep(1)
-            total = await committed()
-    finally:
-        await admin.close()
+    await produce(kafka_bootstrap, worker.raw_topic, records)
+    await asyncio.to_thread(wait_for_documents, es_client, worker, 30)
+    clean = worker.clean_topic
     # Every clean record was acknowledged by the sink and both count agents, and committed.
-    assert total == 30
+    progress = await offsets.caught_up(kafka_bootstrap, worker.app_id, [clean], timeout=30)
+    assert progress.end[clean] == 30
+    assert progress.done

@@ -9,6 +9,7 @@ indexed but never produced; re-deliveries = extra index operations on the same d
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -18,7 +19,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from tests.e2e.helpers import now_rfc3339, wait_for
+from devstack import transient, wait
+from devstack.worker import Worker
+from tests.e2e.helpers import now_rfc3339, once_consumed
 
 
 @dataclass
@@ -54,7 +57,9 @@ class Generator:
         self._thread: threading.Thread | None = None
 
     def start(self) -> Generator:
-        """Start (or resume) writing; the ledger carries on."""
+        """Start (or resume) writing; the ledger carries on. Running already: nothing changes."""
+        if self._thread is not None and self._thread.is_alive():
+            return self
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="event-generator", daemon=True)
         self._thread.start()
@@ -102,9 +107,21 @@ class Generator:
             },
         )
 
+    def wait_written(self, count: int, timeout: float = 180.0) -> None:
+        """Until ``count`` versions are confirmed in all: the load runs for a number of writes, which
+        a slow or restarting API server stretches, rather than for a number of seconds."""
+        wait.until(f"{count} versions written", lambda: len(self.versions), timeout=timeout,
+                   ready=lambda n: n >= count)  # fmt: skip
+
     def reconcile(self) -> None:
         """Add the current version of every event: a write whose answer was lost did happen."""
-        listed = self.core.list_namespaced_event(self.namespace)
+        # Right after a fault the API server may still answer 5xx/429 or refuse connections.
+        listed = wait.until(
+            f"a LIST of {self.namespace}'s events",
+            lambda: self.core.list_namespaced_event(self.namespace),
+            timeout=60,
+            not_yet=transient.kube,
+        )
         for item in listed.items:
             self.versions.add(f"{item.metadata.uid}:{item.metadata.resource_version}")
 
@@ -130,10 +147,10 @@ def superseded(versions: set[str]) -> set[str]:
     return {v for v in versions if int(v.split(":")[1]) < newest[v.split(":")[0]]}
 
 
-def settle(
-    generator: Generator, engine: Any, prefix: str, timeout: float = 240.0, unrecoverable: set[str] | None = None
-) -> Figures:
-    """Stop writing, then wait until the index holds every produced version; count the difference.
+def settle(generator: Generator, worker: Worker, engine: Any, timeout: float = 240.0,
+           unrecoverable: set[str] | None = None) -> Figures:  # fmt: skip
+    """Stop writing, then wait until the index holds every produced version; count the difference
+    once the worker has consumed all its topics (so anything extra has arrived too).
 
     ``unrecoverable`` versions (superseded while a 410 forced a relist) are neither expected nor
     unexpected: the API server no longer has them.
@@ -141,17 +158,19 @@ def settle(
     generator.stop()
     generator.reconcile()
     expected = generator.versions - (unrecoverable or set())
+    prefix = worker.index_prefix
 
-    def complete() -> dict[str, int] | None:
-        found = indexed_versions(engine, prefix)
-        return found if expected <= set(found) else None
-
-    try:
-        found = wait_for(f"all {len(expected)} versions indexed", complete, timeout=timeout, interval=2)
-    except AssertionError:
-        found = indexed_versions(engine, prefix)
-    time.sleep(2)
-    found = indexed_versions(engine, prefix)
+    # Not fatal: what is still missing at the deadline is counted as lost below.
+    with contextlib.suppress(wait.WaitTimeout):
+        wait.until(
+            f"all {len(expected)} versions indexed",
+            lambda: set(indexed_versions(engine, prefix)),
+            timeout=timeout,
+            interval=2,
+            ready=lambda found: expected <= found,
+            not_yet=transient.search,
+        )
+    found = once_consumed(worker, lambda: indexed_versions(engine, prefix))
     return Figures(
         produced=len(expected),
         indexed=len(found),

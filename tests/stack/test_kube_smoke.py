@@ -5,14 +5,13 @@ events the collector streams (with pods taken to Running/Ready by kwok)."""
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, watch
 
-from devstack import kube
+from devstack import kube, transient, wait
 from tests.fixtures.stack import unique_name
 
 pytestmark = pytest.mark.stack
@@ -21,15 +20,10 @@ T = TypeVar("T")
 
 
 def _eventually(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
+    """Poll ``check`` until it returns something truthy; an API server busy starting is "not yet"."""
+    found = wait.until(what, check, timeout=timeout, not_yet=transient.kube)
+    assert found is not None
+    return found
 
 
 def test_version_is_the_pinned_release(kube_client: client.ApiClient) -> None:

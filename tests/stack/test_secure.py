@@ -7,6 +7,7 @@ devstack/https_proxy.py). Secrets reach the worker as files and must never appea
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from tests.e2e.helpers import wait_for, wait_for_documents
+from devstack import wait
+from tests.e2e.helpers import wait_for_documents
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -101,7 +103,7 @@ async def test_events_flow_over_secured_connections(
     worker = make_worker(K8SEV_INGEST="false", **CASES[case](stack))
     await produce(stack["DEVSTACK_KAFKA_BOOTSTRAP"], worker.env["K8SEV_TOPIC"], 25)
     engine = os_client if "opensearch" in case else es_client
-    docs = wait_for_documents(engine, worker.index_prefix, 25)
+    docs = await asyncio.to_thread(wait_for_documents, engine, worker, 25)
     assert sorted(d["_id"] for d in docs) == sorted(f"s{i}:1" for i in range(25))
     log = worker.log.read_text()
     for secret in secrets_of(stack):
@@ -127,6 +129,7 @@ def test_wrong_search_credentials_show_in_readiness_not_in_logs(make_worker: Any
         search = checks.get("search", {})
         return search if "401" in search.get("detail", "") or "Authentication" in search.get("detail", "") else None
 
-    search = wait_for("readiness to report the refused credentials", refused, timeout=60)
+    search = wait.until("readiness to report the refused credentials", refused, timeout=60)
+    assert search is not None
     assert search["ok"] is False
     assert "not-the-password" not in worker.log.read_text()
