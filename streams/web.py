@@ -23,6 +23,7 @@ from faust.types import TP
 
 from streams import logs
 from streams.application import app, settings
+from streams.explorer.web import install as install_explorer
 from streams.health import READINESS
 from streams.metrics import REGISTRY
 from streams.search import SearchClient
@@ -266,3 +267,6 @@ async def probe_kafka() -> None:
         READINESS.set("kafka", False, f"{type(exc).__name__}: {str(exc)[:200]}")
         return
     READINESS.set("kafka", True, ",".join(settings.brokers))
+
+
+install_explorer(app, settings)

@@ -1,0 +1,71 @@
+"""The explorer on Faust's web server: ``install(app, settings)`` adds ``/ui/`` and ``/ui/api/*``.
+
+Assets are served by a view of ours rather than ``add_static``, so the auth setting covers them
+and every answer carries the Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from faust import web
+
+from streams import logs
+from streams.explorer.config import ExplorerSettings
+from streams.explorer.handlers import Explorer, Reply, log
+
+
+def install(
+    app: Any, settings: Any, explorer: ExplorerSettings | None = None, environ: Mapping[str, str] | None = None
+) -> Explorer | None:
+    """Register the explorer's views on ``app`` (a faust.App); None when K8SEV_EXPLORER=false.
+
+    ``settings`` is the worker's: its search settings say where to search (no URL: the page says
+    so). ``explorer`` defaults to :meth:`ExplorerSettings.from_env`; a bad value exits with status 2
+    like the worker's own settings.
+    """
+    if explorer is None:
+        explorer, problems = ExplorerSettings.from_env(os.environ if environ is None else environ)
+        if problems:
+            raise SystemExit("k8s-event-streams: invalid configuration:\n  " + "\n  ".join(problems))
+    if not explorer.enabled:
+        return None
+    from streams.search import SearchClient
+
+    urls = getattr(getattr(settings, "search", settings), "urls", None) or getattr(settings, "es_urls", ())
+    prefix = getattr(getattr(settings, "search", settings), "index_prefix", None) or settings.index_prefix
+    core = Explorer(explorer, SearchClient(settings) if urls else None, f"{prefix}-*")
+
+    def respond(view: web.View, reply: Reply) -> web.Response:
+        return view.bytes(reply.body, content_type=reply.content_type, status=reply.status, headers=reply.headers)
+
+    def guarded(request: web.Request, json_api: bool) -> Reply | None:
+        if core.authorized(request.headers.get("Authorization")):
+            return None
+        return core.refused(json_api)
+
+    @app.page("/ui")
+    async def explorer_root(self: web.View, request: web.Request) -> web.Response:
+        return self.bytes(b"", status=308, headers={"Location": "/ui/"})
+
+    @app.page("/ui/")
+    async def explorer_page(self: web.View, request: web.Request) -> web.Response:
+        """The explorer page."""
+        return respond(self, guarded(request, False) or core.page())
+
+    @app.page("/ui/static/{name:.+}")
+    async def explorer_asset(self: web.View, request: web.Request, name: str) -> web.Response:
+        return respond(self, guarded(request, False) or core.asset(name))
+
+    @app.page("/ui/api/{what}")
+    async def explorer_api(self: web.View, request: web.Request, what: str) -> web.Response:
+        """JSON: search, histogram, timeline."""
+        refused = guarded(request, True)
+        if refused is not None:
+            return respond(self, refused)
+        return respond(self, await core.api(what, dict(request.query)))
+
+    logs.info(log, "explorer_installed", path="/ui/", search=bool(urls), **explorer.describe())
+    return core
