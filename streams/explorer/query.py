@@ -525,16 +525,30 @@ def histogram_answer(response: Mapping[str, Any], search: Filter) -> Histogram:
 
 
 def timeline_rows(response: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Rows oldest first, each with ``growth``: how much its event's count rose since its last version."""
+    """Rows oldest first, each with ``growth``: how much its event's count rose since its last version.
+
+    ``lastTimestamp`` has whole seconds, ``eventTime`` microseconds: a kubelet's event at 04.000
+    may well follow a scheduler's at 04.020. Within one second the order is the API server's
+    write order (a numeric resourceVersion, the etcd revision), the best evidence there is.
+    """
+    rows = [row(hit) for hit in (response.get("hits") or {}).get("hits") or []]
+    rows.sort(key=_timeline_key)
     last: dict[str, int] = {}
-    rows = []
-    for hit in (response.get("hits") or {}).get("hits") or []:
-        item = row(hit)
+    for item in rows:
         key = item["uid"] or item["id"]
         item["growth"] = item["count"] - last[key] if key in last else item["count"]
         last[key] = item["count"]
-        rows.append(item)
     return rows
+
+
+def _timeline_key(item: Mapping[str, Any]) -> tuple[int, int, int]:
+    try:
+        second = int(datetime.fromisoformat(str(item["time"]).replace("Z", "+00:00")).timestamp())
+    except ValueError:
+        second = 0
+    version = item["id"].rpartition(":")[2]
+    # A non-numeric version keeps its place (the sort is stable) after the numeric ones.
+    return (second, 0, int(version)) if version.isdigit() else (second, 1, 0)
 
 
 def _ms(stamp: datetime) -> int:
