@@ -1,5 +1,5 @@
 // The explorer page. The URL holds the whole query; every event-supplied string is written with
-// textContent (never innerHTML), so a message can hold any markup and stay inert text.
+// textContent (never parsed as HTML), so a message can hold any markup and stay inert text.
 (function () {
   "use strict";
 
