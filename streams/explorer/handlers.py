@@ -112,11 +112,14 @@ class Explorer:
         return bool(self.config.token) and hmac.compare_digest(password.encode(), self.config.token.encode())
 
     def refused(self, json_api: bool) -> Reply:
+        # Basic only: a browser then shows its login prompt (the token works as the password there);
+        # bearer clients send their header without being asked.
         challenge = 'Basic realm="k8s-event-streams explorer", charset="UTF-8"'
-        if self.config.token and not self.config.username:
-            # A browser shows a login prompt only for Basic: offer both.
-            challenge = f'Bearer realm="k8s-event-streams explorer", {challenge}'
-        reply = self._error(401, "authentication required") if json_api else self._text(401, "authentication required")
+        reply = (
+            self._error(401, "authentication required", state="unauthorized")
+            if json_api
+            else self._text(401, "authentication required")
+        )
         return Reply(reply.status, reply.body, reply.content_type, {**reply.headers, "WWW-Authenticate": challenge})
 
     # ------------------------------------------------------------ page and assets
