@@ -190,6 +190,7 @@ async def _run(args: argparse.Namespace, params: dict[str, str], settings: Any, 
         if total > len(rows):
             print(f"showing the newest {len(rows)} of {total} events; narrow it or raise --limit", file=sys.stderr)
         if args.watch:
+            print("watching for new events (Ctrl-C stops)", file=sys.stderr, flush=True)
             await _watch(client, index, params, printer, {r["id"] for r in rows})
     except (SearchUnavailable, TimeoutError) as exc:
         print(f"error: the event archive at {where} is unreachable: {exc}", file=sys.stderr)
