@@ -93,8 +93,10 @@ def archive(
                 raise
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def browser() -> Iterator[Browser]:
+    # Per test: Playwright's sync API keeps an event loop running in this thread, and the worker
+    # fixtures' clean-up (asyncio.run) must find none, so the browser goes first.
     assert Path(CHROMIUM).exists(), "Debian's chromium is missing: scripts/dev setup installs it"
     with sync_playwright() as pw:
         # Root in a container has no user namespaces for Chromium's sandbox.
@@ -593,3 +595,63 @@ def test_eventlog_exits_1_with_one_line_when_the_archive_is_unreachable(archive:
     assert len(err.strip().splitlines()) == 1
     assert err.startswith("error: the event archive at http://127.0.0.1:")
     assert time.monotonic() - started < 60
+
+
+# ---------------------------------------------------------------- load time
+
+
+def test_load_time_with_100000_documents(
+    make_worker: Any, namespace: str, es_client: Elasticsearch, browser: Browser
+) -> None:
+    """First results and histogram over 100,000 documents in a day; a page 99,500 hits deep. Prints LOADTIME."""
+    import statistics
+
+    from streams.explorer.query import encode_cursor
+
+    worker = make_worker(K8SEV_NAMESPACES=namespace)
+    put_template(es_client, worker.index_prefix)
+    cluster = unique_name("load")
+    docs = list(synthetic_documents(100_000, cluster, timedelta(hours=23), seed=11))
+    started = time.monotonic()
+    assert bulk_load(es_client, worker.index_prefix, iter(docs)) == 100_000
+    loaded_s = time.monotonic() - started
+    es_client.indices.forcemerge(index=f"{worker.index_prefix}-*", max_num_segments=1)
+    order = expected_order(docs)
+
+    tab = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    results_ms, histogram_ms = [], []
+    for _ in range(5):
+        tab.goto(f"{worker.url}/ui/?range=24h")
+        ready(tab)
+        assert summary(tab).startswith("100,000 events")
+        marks = tab.evaluate(
+            "['explorer:results', 'explorer:histogram'].map(n => performance.getEntriesByName(n)[0].startTime)"
+        )
+        results_ms.append(marks[0])
+        histogram_ms.append(marks[1])
+
+    by_id = {doc_id: doc for _, doc_id, doc in docs}
+    deep = by_id[order[99_499]]
+    stamp = int(datetime.fromisoformat(deep["@timestamp"].replace("Z", "+00:00")).timestamp() * 1000)
+    cursor = encode_cursor([stamp, deep["metadata"]["uid"], deep["metadata"]["resourceVersion"]])
+    api_ms = {}
+    for label, extra in (("first", {}), ("deep", {"after": cursor})):
+        times = []
+        for _ in range(5):
+            t0 = time.monotonic()
+            status, body = worker.get(
+                "/ui/api/search?" + urllib.parse.urlencode({"range": "24h", "size": "50", **extra})
+            )
+            times.append((time.monotonic() - t0) * 1000)
+            assert status == 200
+        answer = json.loads(body)
+        expected = order[99_500:99_550] if label == "deep" else order[:50]
+        assert [r["id"] for r in answer["rows"]] == expected
+        api_ms[label] = statistics.median(times)
+    print(
+        f"\nLOADTIME documents=100000 bulk_load_s={loaded_s:.1f} "
+        f"first_results_ms(first,median of 5)={results_ms[0]:.0f},{statistics.median(results_ms):.0f} "
+        f"histogram_ms={histogram_ms[0]:.0f},{statistics.median(histogram_ms):.0f} "
+        f"api_search_page1_ms={api_ms['first']:.0f} api_search_hit_99501_ms={api_ms['deep']:.0f}"
+    )
+    assert statistics.median(results_ms) < 5000 and statistics.median(histogram_ms) < 5000
