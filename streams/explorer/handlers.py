@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
@@ -47,6 +47,10 @@ ASSETS = {
 NOT_CONFIGURED = "this worker has no search engine configured (K8SEV_ES_URL): the explorer has nothing to search"
 
 
+# The worker's own count view (/counts/reasons/), asked with these parameters; None: not available.
+CountsView = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
+
+
 class Searcher(Protocol):
     async def search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
 
@@ -72,8 +76,10 @@ class Explorer:
         search: Searcher | None,
         index_pattern: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        counts: CountsView | None = None,
     ) -> None:
         self.config = config
+        self.counts = counts
         self.search_client = search
         self.index_pattern = index_pattern
         self.clock = clock
@@ -136,9 +142,11 @@ class Explorer:
     # ------------------------------------------------------------ JSON API
 
     async def api(self, what: str, params: Mapping[str, str]) -> Reply:
+        if what == "top":
+            return await self._top(params)
         handler = {"search": self._search, "histogram": self._histogram, "timeline": self._timeline}.get(what)
         if handler is None:
-            return self._error(404, f"no API {what[:40]!r}; there are search, histogram, timeline")
+            return self._error(404, f"no API {what[:40]!r}; there are search, histogram, timeline, top")
         if self.search_client is None:
             return self._error(503, NOT_CONFIGURED, state="not_configured")
         started = time.monotonic()
@@ -187,6 +195,28 @@ class Explorer:
             "total": int(total),
             "truncated": int(total) > len(rows),
         }
+
+    async def _top(self, params: Mapping[str, str]) -> Reply:
+        """Top reasons from the count tables, through the worker's own view (so the auth covers it)."""
+        unknown = sorted(set(params) - {"window", "namespace", "type", "top"})
+        window, top = params.get("window", "1h"), params.get("top", "10")
+        if unknown or window not in ("1m", "1h") or not top.isdigit() or not 1 <= int(top) <= 50:
+            return self._error(400, "top takes window=1m|1h, top=1..50, namespace and type", state="bad_request")
+        if params.get("type", "Normal") not in query.TYPES:
+            return self._error(400, "type: Normal or Warning", state="bad_request")
+        if self.counts is None:
+            return self._error(503, "the count views are not available on this worker", state="not_configured")
+        asked = {k: v for k, v in params.items() if v}
+        try:
+            body = await asyncio.wait_for(self.counts({**asked, "window": window, "top": top}), self.config.timeout)
+        except (OSError, TimeoutError, ValueError) as exc:
+            logs.warning(log, "explorer_counts_failed", error=str(exc)[:200])
+            return self._error(
+                503, f"the count views did not answer: {str(exc)[:200] or type(exc).__name__}", "unreachable"
+            )
+        return self._json(
+            200, {"window": window, "reasons": body.get("reasons", []), "partial": body.get("partial", [])}
+        )
 
     # ------------------------------------------------------------ helpers
 

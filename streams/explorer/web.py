@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 from faust import web
 
 from streams import logs
@@ -36,7 +37,21 @@ def install(
 
     urls = getattr(getattr(settings, "search", settings), "urls", None) or getattr(settings, "es_urls", ())
     prefix = getattr(getattr(settings, "search", settings), "index_prefix", None) or settings.index_prefix
-    core = Explorer(explorer, SearchClient(settings) if urls else None, f"{prefix}-*")
+    canonical = str(app.conf.canonical_url).rstrip("/")
+
+    async def counts(params: Mapping[str, str]) -> dict[str, Any]:
+        # Over HTTP to ourselves: the view already merges every worker's share of the tables.
+        timeout = aiohttp.ClientTimeout(total=explorer.timeout)
+        url = f"{canonical}/counts/reasons/"
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, params=dict(params)) as resp:
+                if resp.status != 200:
+                    raise ValueError(f"/counts/reasons/ answered {resp.status}")
+                return dict(await resp.json())
+        except aiohttp.ClientError as exc:
+            raise ConnectionError(str(exc) or type(exc).__name__) from exc
+
+    core = Explorer(explorer, SearchClient(settings) if urls else None, f"{prefix}-*", counts=counts)
 
     def respond(view: web.View, reply: Reply) -> web.Response:
         return view.bytes(reply.body, content_type=reply.content_type, status=reply.status, headers=reply.headers)

@@ -359,6 +359,8 @@ def test_a_deployments_pod_timeline_shows_scheduled_started_killing_in_order(
     assert "SuccessfulCreate" in shown
     created = page.locator("#timeline-rows tr", has_text="SuccessfulCreate").inner_text()
     assert pod in created
+    # Top reasons, from the count tables through the explorer's own API.
+    until(page, "[...document.querySelectorAll('#top-reasons button')].some(b => b.textContent === 'Killing')")
     shot(page, "explorer-timeline.png")
 
     page.uncheck("#timeline-owners")
@@ -374,7 +376,7 @@ def test_a_deployments_pod_timeline_shows_scheduled_started_killing_in_order(
 
 def test_the_token_setting_refuses_anonymous_requests(make_worker: Any, namespace: str, browser: Browser) -> None:
     worker = make_worker(K8SEV_NAMESPACES=namespace, K8SEV_EXPLORER_TOKEN="t0ken-for-tests")
-    for path in ("/ui/", "/ui/api/search", "/ui/api/timeline?kind=Pod&name=x", "/ui/static/explorer.js"):
+    for path in ("/ui/", "/ui/api/search", "/ui/api/timeline?kind=Pod&name=x", "/ui/api/top", "/ui/static/explorer.js"):
         status, body = worker.get(path)
         assert status == 401, (path, body)
     status, body = worker.get("/ui/api/search")

@@ -189,3 +189,24 @@ def test_vendored_uplot_matches_its_checksums() -> None:
     result = subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=VENDOR, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (VENDOR / "LICENSE").read_text().startswith("The MIT License")
+
+
+async def test_top_reasons_come_from_the_count_view_and_are_checked() -> None:
+    asked: list[Mapping[str, str]] = []
+
+    async def counts(params: Mapping[str, str]) -> dict[str, Any]:
+        asked.append(params)
+        return {"reasons": [{"type": "Warning", "reason": "BackOff", "count": 3}], "partial": []}
+
+    core = Explorer(ExplorerSettings(), None, "k8s-event-*", counts=counts)
+    reply = await core.api("top", {"window": "1m", "namespace": "demo"})
+    assert reply.status == 200 and json.loads(reply.body)["reasons"][0]["reason"] == "BackOff"
+    assert asked == [{"window": "1m", "namespace": "demo", "top": "10"}]
+    assert (await core.api("top", {"window": "1d"})).status == 400
+    assert (await core.api("top", {"type": "Error"})).status == 400
+
+    async def down(params: Mapping[str, str]) -> dict[str, Any]:
+        raise ConnectionError("refused")
+
+    broken = await Explorer(ExplorerSettings(), None, "k8s-event-*", counts=down).api("top", {})
+    assert broken.status == 503 and json.loads(broken.body)["state"] == "unreachable"

@@ -248,8 +248,8 @@
       axes: [{}, { size: 50 }],
       series: [
         { label: "time (UTC)", value: (u, v) => (v == null ? "" : utc(v * 1000)) },
-        { label: "Normal", stroke: "#4a7bd1", fill: "rgba(74,123,209,0.55)", paths: bars({ size: [0.45, 40], align: -1 }) },
-        { label: "Warning", stroke: "#d9822b", fill: "rgba(217,130,43,0.75)", paths: bars({ size: [0.45, 40], align: 1 }) },
+        { label: "Normal", stroke: "#4a7bd1", fill: "rgba(74,123,209,0.55)", paths: bars({ size: [0.45, 40], align: -1 }), points: { show: false } },
+        { label: "Warning", stroke: "#d9822b", fill: "rgba(217,130,43,0.75)", paths: bars({ size: [0.45, 40], align: 1 }), points: { show: false } },
       ],
       hooks: {
         setSelect: [
@@ -284,7 +284,7 @@
     const list = $("top-reasons");
     let answer;
     try {
-      answer = await getJSON("../counts/reasons/?" + q.toString(), () => {});
+      answer = await getJSON("api/top?" + q.toString(), () => {});
     } catch (e) {
       clear(list);
       $("top-status").textContent = "count tables unavailable: " + e.message;
