@@ -88,7 +88,6 @@ def test_the_wheel_carries_the_page_and_its_assets(tmp_path: Path) -> None:
             "wheel",
             "-q",
             "--no-deps",
-            "--no-build-isolation",
             "-w",
             str(tmp_path),
             str(ROOT),
