@@ -7,6 +7,7 @@ and every answer carries the Content-Security-Policy.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,7 +31,8 @@ def install(
     if explorer is None:
         explorer, problems = ExplorerSettings.from_env(os.environ if environ is None else environ)
         if problems:
-            raise SystemExit("k8s-event-streams: invalid configuration:\n  " + "\n  ".join(problems))
+            print("k8s-event-streams: invalid configuration:\n  " + "\n  ".join(problems), file=sys.stderr)
+            raise SystemExit(2)
     if not explorer.enabled:
         return None
     from streams.search import SearchClient

@@ -210,3 +210,13 @@ async def test_top_reasons_come_from_the_count_view_and_are_checked() -> None:
 
     broken = await Explorer(ExplorerSettings(), None, "k8s-event-*", counts=down).api("top", {})
     assert broken.status == 503 and json.loads(broken.body)["state"] == "unreachable"
+
+
+def test_install_exits_2_on_a_bad_setting_and_skips_when_disabled(capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.explorer.web import install
+
+    with pytest.raises(SystemExit) as caught:
+        install(object(), object(), environ={"K8SEV_EXPLORER_TIMEOUT": "soon"})
+    assert caught.value.code == 2
+    assert "K8SEV_EXPLORER_TIMEOUT='soon'" in capsys.readouterr().err
+    assert install(object(), object(), environ={"K8SEV_EXPLORER": "false"}) is None

@@ -385,6 +385,9 @@
       navigate({ t_kind: null, t_name: null, t_namespace: null, t_cluster: null, owners: null });
     });
     window.addEventListener("popstate", render);
+    window.addEventListener("resize", () => {
+      if (chart) chart.setSize({ width: Math.max(300, $("histogram").clientWidth), height: 160 });
+    });
     render();
   }
 
