@@ -85,7 +85,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="table", choices=("table", "wide", "json", "yaml"))
     p.add_argument("-w", "--watch", action="store_true", help="after the list, print new events as they arrive")
     p.add_argument("--no-headers", action="store_true", help="table output without the header line")
-    p.add_argument("--limit", type=int, default=500, help="at most this many events, the newest (default: 500)")
+    p.add_argument("--limit", type=int, default=500, help="at most this many documents, the newest (default: 500)")
+    p.add_argument(
+        "--all-versions",
+        action="store_true",
+        help="every archived version of each event (default: its newest, as kubectl events shows it)",
+    )
     p.add_argument("--es-url", help="the archive's URL(s) (default: K8SEV_ES_URL)")
     return p
 
@@ -185,10 +190,13 @@ async def _run(args: argparse.Namespace, params: dict[str, str], settings: Any, 
     try:
         search, _ = query.parse_search(params, datetime.now(UTC))
         rows, docs, total = await _newest(client, index, search, args.limit)
+        fetched = len(rows)
+        if not args.all_versions:
+            rows, docs = newest_versions(rows, docs)
         printer.header(args.no_headers)
         printer.rows(rows[::-1], docs[::-1], final=not args.watch)
-        if total > len(rows):
-            print(f"showing the newest {len(rows)} of {total} events; narrow it or raise --limit", file=sys.stderr)
+        if total > fetched:
+            print(f"showing the newest {fetched} of {total} documents; narrow it or raise --limit", file=sys.stderr)
         if args.watch:
             print("watching for new events (Ctrl-C stops)", file=sys.stderr, flush=True)
             await _watch(client, index, params, printer, {r["id"] for r in rows})
@@ -202,6 +210,21 @@ async def _run(args: argparse.Namespace, params: dict[str, str], settings: Any, 
         with contextlib.suppress(Exception):
             await client.close()
     return 0
+
+
+def newest_versions(
+    rows: list[dict[str, Any]], docs: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Newest first in, newest first out: one row per event (uid), its latest version."""
+    seen: set[str] = set()
+    kept_rows, kept_docs = [], []
+    for item, doc in zip(rows, docs, strict=True):
+        key = item["uid"] or item["id"]
+        if key not in seen:
+            seen.add(key)
+            kept_rows.append(item)
+            kept_docs.append(doc)
+    return kept_rows, kept_docs
 
 
 async def _newest(

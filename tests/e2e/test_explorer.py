@@ -535,7 +535,7 @@ def test_eventlog_flags_against_the_archive(archive: Archive) -> None:
     assert code == 0
     lines = out.splitlines()
     assert lines[0].split() == ["NAMESPACE", "LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
-    assert len(lines) == 6 and "showing the newest 5 of 12000" in err
+    assert len(lines) == 6 and "showing the newest 5 of 12000 documents" in err
     code, out, _ = eventlog(archive, "-A", "--cluster", archive.cluster, "--since", "1d", "--limit", "3", "-o", "wide")
     assert out.splitlines()[0].split()[-5:] == ["MESSAGE", "FIRST", "SEEN", "COUNT", "NAME"]
     code, out, _ = eventlog(archive, "-A", "--cluster", archive.cluster, "--since", "1d", "--limit", "3", "-o", "yaml")

@@ -66,3 +66,9 @@ def test_bad_flags_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 )  # fmt: skip
 def test_human_duration_is_kubectls(seconds: int, text: str) -> None:
     assert command.human_duration(timedelta(seconds=seconds)) == text
+
+
+def test_one_row_per_event_its_newest_version() -> None:
+    rows = [{"uid": "a", "id": "a:3"}, {"uid": "b", "id": "b:2"}, {"uid": "a", "id": "a:1"}]
+    kept, docs = command.newest_versions(rows, [{"n": 1}, {"n": 2}, {"n": 3}])
+    assert [r["id"] for r in kept] == ["a:3", "b:2"] and docs == [{"n": 1}, {"n": 2}]
