@@ -6,6 +6,7 @@ setting. Everything the worker does with a search engine goes through :class:`Se
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -130,19 +131,15 @@ class SearchClient:
         """One ``_search``; raises :class:`SearchUnavailable` or :class:`SearchFailed`, never a client's own error."""
         return await self._call(self._client.search, index=index, body=dict(body))
 
-    async def count(self, index: str, body: Mapping[str, Any]) -> int:
-        """Documents matching ``body['query']``; errors as :meth:`search`."""
-        answer = await self._call(self._client.count, index=index, body={"query": body.get("query", {"match_all": {}})})
-        return int(answer.get("count", 0))
-
     async def _call(self, method: Any, **kwargs: Any) -> dict[str, Any]:
         # Wildcard patterns with no index yet answer empty rather than 404.
         kwargs.update(ignore_unavailable=True, allow_no_indices=True)
+        unreachable, api_errors = _client_errors()
         try:
             response = await method(**kwargs)
-        except _UNREACHABLE as exc:
+        except unreachable as exc:
             raise SearchUnavailable(f"{self.engine} unreachable: {_first_line(exc)}") from exc
-        except _API_ERRORS as exc:
+        except api_errors as exc:
             status = getattr(exc, "status_code", None)
             raise SearchFailed(int(status) if isinstance(status, int) else 0, _first_line(exc)) from exc
         return dict(response.body if hasattr(response, "body") else response)
@@ -164,6 +161,7 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
+@functools.cache
 def _client_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
     import elastic_transport
     import elasticsearch
@@ -177,9 +175,6 @@ def _client_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseEx
     )
     api = (elasticsearch.ApiError, elastic_transport.TransportError, opensearchpy.TransportError)
     return unreachable, api
-
-
-_UNREACHABLE, _API_ERRORS = _client_errors()
 
 
 def _new_client(settings: Settings) -> Any:

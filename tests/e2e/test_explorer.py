@@ -211,6 +211,13 @@ def test_a_search_narrows_results_and_the_url_and_form_agree(archive: Archive, p
     assert other.input_value("#f-type") == "Warning"
     assert set(other.locator("#results td.obj .ns").all_inner_texts()) == {"team-a/"}
 
+    # Nothing matches: one line says so, and the table is empty.
+    other.fill("#f-q", "no-such-words-anywhere")
+    other.click("#f-submit")
+    until(other, "document.getElementById('results').dataset.state === 'empty'")
+    assert other.locator("#status").inner_text() == "No events match these filters in this time range."
+    assert other.locator("#results tr").count() == 0 and summary(other) == ""
+
 
 def test_paging_goes_past_10000_hits_in_order(archive: Archive, page: Page) -> None:
     page.goto(archive.ui(cluster=archive.cluster, size="500"))
