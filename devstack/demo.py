@@ -101,6 +101,8 @@ def _print_where_to_look(env: dict[str, str], web: str, worker_log: Path) -> Non
     print(
         f"""
 Events are flowing. Look at them:
+  explorer:       {web}/ui/?namespace={NAMESPACE}&range=1h   (click a pod for its history, BackOff in Top reasons)
+  the archive:    PATH={Path(sys.executable).parent}:$PATH K8SEV_ES_URL={es} kubectl eventlog -n {NAMESPACE}
   Elasticsearch:  curl -s '{es}/k8s-event-*/_search?q=reason:BackOff&sort=@timestamp:desc&size=3&pretty'
                   curl -s '{es}/_cat/indices/k8s-event-*?v'
   count views:    curl -s '{web}/counts/reasons/?window=1m&namespace={NAMESPACE}'

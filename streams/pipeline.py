@@ -20,6 +20,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from streams import logs, topics, web
 from streams.agents import counts, dedup, ingest, retention, sink
+from streams.explorer import web as explorer
 from streams.settings import Settings, SettingsError
 from streams.tables import counts as count_tables
 from streams.tables import dedup as dedup_tables
@@ -120,6 +121,7 @@ def create_app(settings: Settings) -> App:
         sink.install(app, settings, declared)
         retention.install(app, settings)
     web.install(app, settings, declared, counted)
+    explorer.install(app, settings)
 
     @app.task
     async def announce_settings() -> None:

@@ -6,6 +6,7 @@ setting. Everything the worker does with a search engine goes through :class:`Se
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -125,6 +126,55 @@ class SearchClient:
 
     async def delete_index(self, name: str) -> None:
         await self._client.indices.delete(index=name)
+
+    async def search(self, index: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """One ``_search``; raises :class:`SearchUnavailable` or :class:`SearchFailed`, never a client's own error."""
+        return await self._call(self._client.search, index=index, body=dict(body))
+
+    async def _call(self, method: Any, **kwargs: Any) -> dict[str, Any]:
+        # Wildcard patterns with no index yet answer empty rather than 404.
+        kwargs.update(ignore_unavailable=True, allow_no_indices=True)
+        unreachable, api_errors = _client_errors()
+        try:
+            response = await method(**kwargs)
+        except unreachable as exc:
+            raise SearchUnavailable(f"{self.engine} unreachable: {_first_line(exc)}") from exc
+        except api_errors as exc:
+            status = getattr(exc, "status_code", None)
+            raise SearchFailed(int(status) if isinstance(status, int) else 0, _first_line(exc)) from exc
+        return dict(response.body if hasattr(response, "body") else response)
+
+
+class SearchUnavailable(ConnectionError):
+    """The engine could not be reached (connection refused, TLS, timeout)."""
+
+
+class SearchFailed(RuntimeError):
+    """The engine answered with an error (a bad query, no permission, overloaded)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        self.status = status
+        super().__init__(f"search engine answered {status or 'an error'}: {detail}")
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+@functools.cache
+def _client_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    import elastic_transport
+    import elasticsearch
+    import opensearchpy
+
+    unreachable = (
+        elastic_transport.ConnectionError,
+        elastic_transport.ConnectionTimeout,
+        opensearchpy.ConnectionError,
+        TimeoutError,
+    )
+    api = (elasticsearch.ApiError, elastic_transport.TransportError, opensearchpy.TransportError)
+    return unreachable, api
 
 
 def _new_client(settings: Settings) -> Any:

@@ -241,6 +241,19 @@ def optional_dir(text: str) -> Path | None:
     return path
 
 
+def basic_auth_user(text: str) -> str:
+    if ":" in text:
+        raise ValueError(f"{text!r}: basic auth forbids ':' in a user name")
+    return text.strip()
+
+
+def explorer_timeout(text: str) -> float:
+    value = parse_duration(text)
+    if not 0 < value <= 300:
+        raise ValueError(f"{text!r} must be from 1ms to 5m (examples: 500ms, 10s)")
+    return value
+
+
 def event_types(text: str) -> tuple[str, ...]:
     types = parse_list(text)
     unknown = [t for t in types if t not in ("Normal", "Warning")]

@@ -197,6 +197,29 @@ class StageSettings:
     """Faust table state; empty: ``$XDG_STATE_HOME/k8s-event-streams/<app id>`` (``~/.local/state/...``)."""
 
 
+@dataclass(frozen=True)
+class ExplorerSettings:
+    enabled: bool = setting("EXPLORER", "true", v.parse_bool)
+    """Serve the explorer page at /ui/ and its JSON API at /ui/api/: on, so every worker has something to look at."""
+    token: str = setting("EXPLORER_TOKEN", "", v.text, secret=True)
+    """Bearer token the page and its API demand (also accepted as the basic-auth password); empty: none.
+    Event text can hold secrets: set one when the port is reachable by more than the operators."""
+    token_file: Path | None = setting("EXPLORER_TOKEN_FILE", "", v.optional_file)
+    """File holding the token (a mounted Secret)."""
+    username: str = setting("EXPLORER_USERNAME", "", v.basic_auth_user)
+    """Basic-auth user the page and its API demand (with the password)."""
+    password: str = setting("EXPLORER_PASSWORD", "", v.text, secret=True)
+    """Its password; better given as a file (`_FILE`)."""
+    password_file: Path | None = setting("EXPLORER_PASSWORD_FILE", "", v.optional_file)
+    """File holding the password (a mounted Secret)."""
+    timeout: float = setting("EXPLORER_TIMEOUT", "10s", v.explorer_timeout)
+    """Longest wait for the search engine per request: a page should answer, or say why, within seconds."""
+
+    @property
+    def protected(self) -> bool:
+        return bool(self.token or self.username)
+
+
 GROUPS: dict[str, type[Any]] = {
     "kafka": KafkaSettings,
     "kube": KubeSettings,
@@ -204,6 +227,7 @@ GROUPS: dict[str, type[Any]] = {
     "search": SearchSettings,
     "web": WebSettings,
     "stages": StageSettings,
+    "explorer": ExplorerSettings,
 }
 
 
@@ -219,6 +243,7 @@ class Settings:
     search: SearchSettings = field(default_factory=SearchSettings)
     web: WebSettings = field(default_factory=WebSettings)
     stages: StageSettings = field(default_factory=StageSettings)
+    explorer: ExplorerSettings = field(default_factory=ExplorerSettings)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -334,6 +359,8 @@ def _read_secret_files(values: dict[str, dict[str, Any]]) -> list[str]:
         ("kafka", "password_file", "password", "KAFKA_PASSWORD"),
         ("search", "password_file", "password", "ES_PASSWORD"),
         ("search", "api_key_file", "api_key", "ES_API_KEY"),
+        ("explorer", "token_file", "token", "EXPLORER_TOKEN"),
+        ("explorer", "password_file", "password", "EXPLORER_PASSWORD"),
     ):
         section = values[group]
         if file_field not in section or value_field not in section:
@@ -441,6 +468,11 @@ def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
             return f"{p}KAFKA_CA_FILE/_CERT_FILE are set but {p}KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS"
         return None
 
+    def explorer_user_with_password() -> str | None:
+        if bool(get("explorer", "username")) != bool(get("explorer", "password")):
+            return f"{p}EXPLORER_USERNAME and {p}EXPLORER_PASSWORD go together"
+        return None
+
     def role_and_ingest() -> str | None:
         if get("stages", "role") == "ingest" and not get("stages", "ingest"):
             return f"{p}ROLE=ingest needs {p}INGEST=true (an ingest-only worker that does not ingest does nothing)"
@@ -464,6 +496,7 @@ def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
         kafka_tls_files_need_tls,
         one_es_auth,
         role_and_ingest,
+        explorer_user_with_password,
     ):
         try:
             problem = check()
@@ -482,6 +515,7 @@ GROUP_TITLES = {
     "search": "Search engine",
     "web": "Web",
     "stages": "Stages",
+    "explorer": "Explorer (`/ui/`)",
 }
 
 

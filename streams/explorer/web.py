@@ -1,0 +1,78 @@
+"""The explorer on Faust's web server: ``install(app, settings)`` adds ``/ui/`` and ``/ui/api/*``.
+
+Assets are served by a view of ours rather than ``add_static``, so the auth setting covers them
+and every answer carries the Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+from faust import web
+
+from streams import logs
+from streams.explorer.handlers import Explorer, Reply, log
+from streams.settings import Settings
+
+
+def install(app: Any, settings: Settings) -> Explorer | None:
+    """Register the explorer's views on ``app`` (a faust.App); None when K8SEV_EXPLORER=false.
+
+    The search settings say where to search (no URL: the page says so); ``settings.explorer`` who
+    may read it and how long a search may take.
+    """
+    explorer = settings.explorer
+    if not explorer.enabled:
+        return None
+    from streams.search import SearchClient
+
+    urls, prefix = settings.search.urls, settings.search.index_prefix
+    canonical = str(app.conf.canonical_url).rstrip("/")
+
+    async def counts(params: Mapping[str, str]) -> dict[str, Any]:
+        # Over HTTP to ourselves: the view already merges every worker's share of the tables.
+        timeout = aiohttp.ClientTimeout(total=explorer.timeout)
+        url = f"{canonical}/counts/reasons/"
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, params=dict(params)) as resp:
+                if resp.status != 200:
+                    raise ValueError(f"/counts/reasons/ answered {resp.status}")
+                return dict(await resp.json())
+        except aiohttp.ClientError as exc:
+            raise ConnectionError(str(exc) or type(exc).__name__) from exc
+
+    core = Explorer(explorer, SearchClient(settings) if urls else None, f"{prefix}-*", counts=counts)
+
+    def respond(view: web.View, reply: Reply) -> web.Response:
+        return view.bytes(reply.body, content_type=reply.content_type, status=reply.status, headers=reply.headers)
+
+    def guarded(request: web.Request, json_api: bool) -> Reply | None:
+        if core.authorized(request.headers.get("Authorization")):
+            return None
+        return core.refused(json_api)
+
+    @app.page("/ui")
+    async def explorer_root(self: web.View, request: web.Request) -> web.Response:
+        return self.bytes(b"", status=308, headers={"Location": "/ui/"})
+
+    @app.page("/ui/")
+    async def explorer_page(self: web.View, request: web.Request) -> web.Response:
+        """The explorer page."""
+        return respond(self, guarded(request, False) or core.page())
+
+    @app.page("/ui/static/{name:.+}")
+    async def explorer_asset(self: web.View, request: web.Request, name: str) -> web.Response:
+        return respond(self, guarded(request, False) or core.asset(name))
+
+    @app.page("/ui/api/{what}")
+    async def explorer_api(self: web.View, request: web.Request, what: str) -> web.Response:
+        """JSON: search, histogram, timeline."""
+        refused = guarded(request, True)
+        if refused is not None:
+            return respond(self, refused)
+        return respond(self, await core.api(what, dict(request.query)))
+
+    logs.info(log, "explorer_installed", path="/ui/", search=bool(urls), protected=explorer.protected)
+    return core
