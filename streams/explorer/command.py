@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from streams.explorer import query
+from streams.settings import Settings, SettingsError
 
 # The worker's settings that say how to reach the archive; the rest (Kafka, Kubernetes) is not ours.
 CONNECTION_VARIABLES = (
@@ -167,9 +168,8 @@ def current_namespace(env: Mapping[str, str]) -> str:
     return "default"
 
 
-def connection_settings(env: Mapping[str, str], es_url: str | None) -> Any:
+def connection_settings(env: Mapping[str, str], es_url: str | None) -> Settings:
     """The worker's Settings, from only the variables that locate the archive."""
-    from streams.settings import Settings, SettingsError
 
     subset = {k: v for k, v in env.items() if k in CONNECTION_VARIABLES}
     if es_url:
@@ -180,12 +180,12 @@ def connection_settings(env: Mapping[str, str], es_url: str | None) -> Any:
         raise UsageError("; ".join(exc.problems)) from None
 
 
-async def _run(args: argparse.Namespace, params: dict[str, str], settings: Any, out: TextIO) -> int:
+async def _run(args: argparse.Namespace, params: dict[str, str], settings: Settings, out: TextIO) -> int:
     from streams.search import SearchClient, SearchFailed, SearchUnavailable
 
     client = SearchClient(settings)
-    index = f"{settings.index_prefix}-*"
-    where = ",".join(settings.es_urls)
+    index = f"{settings.search.index_prefix}-*"
+    where = ",".join(settings.search.urls)
     printer = Printer(args.output, out, wide=args.output == "wide", namespaces=args.all_namespaces)
     try:
         search, _ = query.parse_search(params, datetime.now(UTC))

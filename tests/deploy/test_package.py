@@ -33,6 +33,13 @@ def test_the_stages_ship_under_the_package(wheel_files: set[str]) -> None:
     assert {"streams/tables/dedup.py", "streams/tables/counts.py", "streams/pipeline.py"} <= wheel_files
 
 
+def test_every_package_under_streams_ships(wheel_files: set[str]) -> None:
+    # The package list in pyproject.toml is explicit (package-dir mapping): a new subpackage must be named there.
+    sources = {p.parent.relative_to(ROOT).as_posix() for p in (ROOT / "streams").rglob("__init__.py")}
+    shipped = {name.rsplit("/", 1)[0] for name in wheel_files if name.endswith("/__init__.py")}
+    assert sources <= shipped
+
+
 def test_no_top_level_agents_or_tables(wheel_files: set[str]) -> None:
     top = {name.split("/", 1)[0] for name in wheel_files if "/" in name}
     assert {name for name in top if not name.endswith(".dist-info")} == {"streams"}
