@@ -26,6 +26,8 @@ class Topics:
 def declare(app: faust.App, settings: Settings) -> Topics:
     kafka = settings.kafka
     partitions = kafka.topic_partitions
+    # The topics take records as large as the producer sends (streams.truncate fits Events under it).
+    config = {"max.message.bytes": str(kafka.max_request_bytes)}
 
     def repartition(suffix: str) -> faust.TopicT:
         # Named after the app id, like Faust's changelog topics, so two deployments sharing a Kafka
@@ -37,6 +39,7 @@ def declare(app: faust.App, settings: Settings) -> Topics:
             key_serializer="raw",
             partitions=partitions,
             internal=True,
+            config=config,
         )
 
     return Topics(
@@ -48,6 +51,7 @@ def declare(app: faust.App, settings: Settings) -> Topics:
             value_serializer="raw",
             partitions=partitions,
             internal=True,
+            config=config,
         ),
         clean=app.topic(
             kafka.clean_topic,
@@ -56,6 +60,7 @@ def declare(app: faust.App, settings: Settings) -> Topics:
             key_serializer="raw",
             partitions=partitions,
             internal=True,
+            config=config,
         ),
         dead_letter=app.topic(
             kafka.dead_letter_topic,
@@ -64,6 +69,7 @@ def declare(app: faust.App, settings: Settings) -> Topics:
             key_serializer="raw",
             partitions=partitions,
             internal=True,
+            config=config,
         ),
         by_namespace=repartition("by-namespace"),
         by_kind=repartition("by-kind"),
