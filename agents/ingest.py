@@ -18,7 +18,8 @@ import time
 from typing import Any
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
 from streams import clock, events, logs, metrics, truncate
