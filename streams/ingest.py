@@ -279,7 +279,12 @@ class IngestController:
             if dropped_by:
                 self._on_filtered(dropped_by)
             else:
-                future = await self._publish(item.event)
+                try:
+                    future = await self._publish(item.event)
+                except Exception as exc:  # noqa: BLE001 - a send refused at once is a failed send, not a crash
+                    if generation == self.generation:
+                        self._send_failed(scope, SendFailed(f"send of {item.resource_version} refused: {exc!r}"))
+                    return
         if generation != self.generation:
             return  # the term ended while this one was being sent: it moves no checkpoint
         advances = item.kind in ("added", "modified", "bookmark", "synced")

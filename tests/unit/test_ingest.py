@@ -279,3 +279,19 @@ def _checkpoint(rv: str) -> Checkpoint:
 def _rv_of(checkpoint: Checkpoint | None) -> str | None:
     resume = checkpoint.get("*") if checkpoint is not None else None
     return resume[0] if resume else None
+
+
+async def test_a_send_refused_at_once_rewatches_instead_of_ending_the_loop() -> None:
+    h = Harness()
+    c = h.controller
+
+    async def refuse(e: dict[str, Any]) -> asyncio.Future[Any]:
+        raise RuntimeError("producer refused")
+
+    c._publish = refuse
+    c.handle(Started(1, _checkpoint("10")))
+    first = c.generation
+    h.put(first, added("a", "11"))
+    await h.settled(lambda: c.generation != first)
+    assert not h.task.done() and len(h.watches()) == 2
+    await h.close()
