@@ -1,50 +1,79 @@
 """The ingest agent: Kubernetes Events -> the raw topic, keyed by uid, value the Event JSON.
 
 Every worker with ``K8SEV_INGEST=true`` takes part in the election for the ingest Lease; only the
-holder watches (see :mod:`streams.leader`). The holder resumes from the checkpoint stored in the
-Lease, so a restart or a takeover re-sends only what the last leader had not yet checkpointed.
-The raw value is the Event as the API server returned it, ``managedFields`` dropped: the document
-the seed's Logstash pipeline reads.
+holder watches (see :mod:`streams.leader`). :class:`streams.ingest.IngestController` owns it all on
+the loop; this module wires it to Faust (the producer), the real Kubernetes client, and the
+worker's shutdown. The raw value is the Event as the API server returned it, ``managedFields``
+dropped: the document the seed's Logstash pipeline reads; an Event over the producer's limit is
+cut to fit (:mod:`streams.truncate`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
+import os
+import sys
 import time
 from typing import Any
 
 import faust
-from kubernetes import client
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
-from streams import events, logs, metrics
+from streams import clock, events, logs, metrics, truncate
 from streams.filters import EventFilter
-from streams.health import READINESS
-from streams.ingest import Ingest
-from streams.kube_watch import api_client
-from streams.leader import Checkpoint, Elector
+from streams.ingest import IngestController
+from streams.kube_client import KubernetesApi
+from streams.leader import Elector, LeaseTimings
 from streams.settings import Settings
 from streams.topics import Topics
+from streams.watch import WatchSettings
 
 log = logging.getLogger(__name__)
 
+#: How long shutdown may take for ingest: the last acks, the Lease release, the threads.
+STOP_WITHIN = 10.0
+_UNKNOWN_TOPIC = 3
+
 
 class Publisher:
-    """Hands one event to the producer of ``topic``; the returned future resolves when Kafka acknowledged it."""
+    """Hands one event to the producer of ``topic``; the returned future resolves when Kafka acknowledged it.
 
-    def __init__(self, topic: Any) -> None:
+    Nothing about one Event may stop ingestion: one over ``limit`` is cut to fit, one that cannot
+    be encoded at all is logged and skipped (the checkpoint moves past it).
+    """
+
+    def __init__(self, topic: Any, limit: int) -> None:
         self._topic = topic
+        self.limit = limit
 
     async def __call__(self, event: dict[str, Any]) -> asyncio.Future[Any] | None:
-        uid, _ = events.identity(event)
+        uid, resource_version = events.identity(event)
         if not uid:
             # Nothing from the API server lacks a uid; a proxy or a fake might.
             metrics.EVENTS_FILTERED.labels(filter="missing_uid").inc()
-            logs.warning(log, "event_without_uid", name=(event.get("metadata") or {}).get("name"))
+            logs.warning(log, "event_without_uid", name=str((event.get("metadata") or {}).get("name"))[:253])
             return None
-        future: asyncio.Future[Any] = await self._topic.send(key=uid.encode(), value=events.encode_raw(event))
+        try:
+            fitted = truncate.fit(event, self.limit)
+        except Exception as exc:  # noqa: BLE001 - one Event must never stop the watch
+            metrics.EVENTS_UNPUBLISHABLE.inc()
+            logs.error(log, "event_unpublishable", uid=uid, resource_version=resource_version, error=repr(exc)[:300])
+            return None
+        if fitted.marker is not None:
+            metrics.EVENTS_TRUNCATED.inc()
+            logs.warning(
+                log,
+                "event_truncated",
+                uid=uid,
+                resource_version=resource_version,
+                original_bytes=fitted.marker["originalBytes"],
+                bytes=len(fitted.value),
+                fields=",".join(fitted.marker["fields"])[:300],
+            )
+        future: asyncio.Future[Any] = await self._topic.send(key=uid.encode(), value=fitted.value)
         summary = events.summary(event)
         metrics.by_type_and_namespace(metrics.EVENTS_INGESTED, summary.type, summary.namespace).inc()
         when = events.event_time(event)
@@ -53,9 +82,57 @@ class Publisher:
         return future
 
 
+def record_limit(settings: Settings) -> int:
+    """The raw value's budget: the producer's limit less headroom, and what dedup accepts."""
+    return min(settings.kafka.max_request_bytes - truncate.HEADROOM, events.MAX_RECORD_BYTES)
+
+
+async def topic_max_message_bytes(app: faust.App, topic: str) -> int | None:
+    """The existing topic's ``max.message.bytes``, or None if there is no such topic (yet)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=server_list(app.conf.broker, 9092),
+        **credentials_to_aiokafka_auth(app.conf.broker_credentials, None),
+    )
+    await admin.start()
+    try:
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    for response in responses:
+        for error_code, _message, _type, _name, entries in response.resources:
+            if error_code == _UNKNOWN_TOPIC:
+                return None
+            for entry in entries:
+                if entry[0] == "max.message.bytes":
+                    return int(entry[1])
+    return None
+
+
+async def check_raw_topic(app: faust.App, settings: Settings) -> None:
+    """Exit 2 if the existing raw topic refuses records as large as the producer sends."""
+    wanted = settings.kafka.max_request_bytes
+    topic = settings.kafka.raw_topic
+    try:
+        allowed = await topic_max_message_bytes(app, topic)
+    except Exception as exc:  # noqa: BLE001 - the broker may be starting; the producer's own errors tell
+        logs.warning(log, "raw_topic_check_skipped", topic=topic, error=repr(exc)[:300])
+        return
+    if allowed is not None and allowed < wanted:
+        message = (
+            f"the raw topic {topic!r} allows records of {allowed} bytes (max.message.bytes), less than "
+            f"K8SEV_KAFKA_MAX_REQUEST_BYTES={wanted}: raise the topic's max.message.bytes or lower the setting"
+        )
+        logs.error(log, "raw_topic_limit_too_small", topic=topic, allowed=allowed, wanted=wanted)
+        print(f"k8s-event-streams: {message}", file=sys.stderr, flush=True)
+        logging.shutdown()
+        # A settings error, as load_settings reports them: before the election, nothing to clean up.
+        os._exit(2)
+    logs.info(log, "raw_topic_checked", topic=topic, max_message_bytes=allowed or "created by the worker")
+
+
 def install(app: faust.App, settings: Settings, topics: Topics) -> None:
     keep = EventFilter.of(settings.kube)
-    publish = Publisher(topics.raw)
+    publish = Publisher(topics.raw, record_limit(settings))
 
     def filtered(name: str) -> None:
         metrics.EVENTS_FILTERED.labels(filter=name).inc()
@@ -64,47 +141,43 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
         if not settings.stages.ingest:
             logs.info(log, "ingest_disabled", reason="K8SEV_INGEST=false")
             return
-        loop = asyncio.get_running_loop()
-        api = api_client(settings.kube.kubeconfig)
-        machinery = Ingest(settings, client.CoreV1Api(api), loop, publish)
-        READINESS.set("ingest", True, "following")
-
-        def started(checkpoint: Checkpoint) -> None:
-            READINESS.set("ingest", True, "leading")
-            loop.call_soon_threadsafe(machinery.start, checkpoint)
-
-        def stopped() -> None:
-            # Called on the elector's thread: stop the watch now, not when the loop gets to it.
-            machinery.stop()
-            READINESS.set("ingest", True, "following")
-            READINESS.drop("watch[")
-            logs.info(log, "watch_stopped_on_leadership_loss")
-
-        lease = settings.lease
-        elector = Elector(
-            client.CoordinationV1Api(api),
-            namespace=lease.namespace,
-            name=lease.name,
-            identity=lease.identity,
-            lease_duration=lease.duration,
-            renew_deadline=lease.renew_deadline,
-            retry_period=lease.retry_period,
-            on_started=started,
-            on_stopped=stopped,
-            current_checkpoint=machinery.tracker.checkpoint,
+        await check_raw_topic(app, settings)
+        api = KubernetesApi.from_kubeconfig(settings.kube.kubeconfig)
+        kube = settings.kube
+        controller = IngestController(
+            asyncio.get_running_loop(),
+            api,
+            clock.SYSTEM,
+            scopes=kube.namespaces,
+            watch=WatchSettings(
+                page_size=kube.list_page_size,
+                watch_timeout=kube.watch_timeout,
+                idle_timeout=kube.watch_idle_timeout,
+                event_ttl=kube.event_ttl,
+            ),
+            capacity=settings.stages.ingest_queue,
+            publish=publish,
+            keep=keep,
+            on_filtered=filtered,
         )
-        election = threading.Thread(target=elector.run, name="ingest-election", daemon=True)
-        election.start()
+        lease = settings.lease
+        controller.elect(
+            Elector(
+                api,
+                clock.SYSTEM,
+                namespace=lease.namespace,
+                name=lease.name,
+                identity=lease.identity,
+                timings=LeaseTimings(lease.duration, lease.renew_deadline, lease.retry_period),
+                post=controller.post,
+                checkpoint_of=controller.checkpoint_of,
+            )
+        )
+        app.ingest_controller = controller
         try:
-            await machinery.drain(keep, filtered)
+            await controller.run()
         finally:
-            machinery.stop()
-            # Let in-flight sends finish so the checkpoint the elector writes on release is current.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(app.producer.flush(), timeout=10)
-                machinery.settle_all()
-            elector.stop()
-            await asyncio.to_thread(election.join, lease.retry_period + 10)
-            await machinery.close()
+            # Cancelled at shutdown: release the Lease with the last acknowledged checkpoint, bounded.
+            await controller.stop(clock.SYSTEM.monotonic() + STOP_WITHIN)
 
     app.task(ingest)

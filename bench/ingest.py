@@ -3,7 +3,7 @@
 1. N events are created in a fresh namespace (concurrent raw HTTP, aiohttp, from another process).
 2. Baseline: a plain paginated LIST of that namespace with the worker's own client and call
    (``kubernetes`` CoreV1Api, ``limit=K8SEV_LIST_PAGE_SIZE``, ``_preload_content=False`` and
-   ``json.loads``, as ``streams.kube_watch`` does): the API server's own serving rate.
+   ``json.loads``, as ``streams.kube_client`` does): the API server's own serving rate.
 3. The worker starts (``K8SEV_NAMESPACES`` = that namespace, so other sessions' events stay out)
    and the clock runs until the raw topic's end offsets add up to N. Start-up (election, LIST of
    the first page) is reported apart from the rate. Peak RSS is the worker's VmHWM.

@@ -1,4 +1,14 @@
-"""The ingest machinery: watchers started and stopped by leadership, sends tracked to a checkpoint.
+"""The ingest controller: one owner, on the event loop, for leadership, watchers, terms and the checkpoint.
+
+Threads only post: the elector posts :class:`streams.leader.Started`/``Stopped``/``LeaseHealth``
+(through :meth:`IngestController.post`), the watchers append items to one
+:class:`streams.watch.Handoff` and report their state. Everything is decided here, on the loop:
+
+- a term starts: the tracker is seeded from the Lease's checkpoint and one watcher per scope
+  starts, tagged with a new *generation*;
+- a term ends (or a send failed): the generation moves on, the watchers are told to stop, and
+  every item still buffered or arriving from them is dropped, never published;
+- a failed Kafka send rewatches from the last acknowledged checkpoint, only while leading.
 
 :class:`AckTracker` keeps, per watched scope, the sends in the order the watch produced them and
 moves the checkpoint to a resourceVersion only once Kafka acknowledged every event up to it. LIST
@@ -10,22 +20,26 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-from kubernetes import client
-
-from streams import logs
-from streams.kube_watch import EventWatcher, WatchItem
-from streams.leader import Checkpoint
-from streams.settings import Settings
+from streams import logs, metrics
+from streams.clock import Clock
+from streams.health import READINESS
+from streams.kube import KubeApi
+from streams.leader import Checkpoint, LeaseHealth, Message, Started, Stopped
+from streams.watch import Handoff, Watcher, WatchItem, WatchSettings
 
 log = logging.getLogger(__name__)
+
+#: Items handled per wake-up of the loop before it yields to other tasks.
+BATCH_LIMIT = 500
 
 
 @dataclass
@@ -42,7 +56,8 @@ class SendFailed(Exception):
 class AckTracker:
     """Per scope: the newest resourceVersion whose events (and everything before) Kafka acknowledged."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: Callable[[], datetime]) -> None:
+        self._now = now
         self._pending: dict[str, collections.deque[_Pending]] = collections.defaultdict(collections.deque)
         self._acked: dict[str, tuple[str, datetime]] = {}
 
@@ -63,24 +78,29 @@ class AckTracker:
                     raise SendFailed(f"send of resourceVersion {head.resource_version} failed: {error}")
             queue.popleft()
             if head.advances and head.resource_version:
-                self._acked[scope] = (head.resource_version, datetime.now(UTC))
+                self._acked[scope] = (head.resource_version, self._now())
 
-    def reset(self, scope: str) -> None:
-        """Forget what is pending (a new watch starts over from the checkpoint)."""
+    def reset(self, scope: str, resume: tuple[str, datetime] | None) -> None:
+        """A new watch of ``scope`` starts over from ``resume``: forget what is pending."""
         self._pending[scope].clear()
+        if resume is None:
+            self._acked.pop(scope, None)
+        else:
+            self._acked[scope] = resume
 
     def pending(self, scope: str) -> int:
         return len(self._pending[scope])
 
+    def in_flight(self) -> list[asyncio.Future[Any]]:
+        return [p.future for q in self._pending.values() for p in q if p.future is not None and not p.future.done()]
+
     def acked(self, scope: str) -> tuple[str, datetime] | None:
         return self._acked.get(scope)
 
-    def seed(self, scope: str, resource_version: str, when: datetime) -> None:
-        self._acked[scope] = (resource_version, when)
-
     def checkpoint(self) -> Checkpoint:
+        """A copy; safe to call from another thread (a dict copy of immutable tuples)."""
         snapshot = Checkpoint()
-        for scope, (rv, when) in list(self._acked.items()):
+        for scope, (rv, when) in dict(self._acked).items():
             snapshot.set(scope, rv, when)
         return snapshot
 
@@ -88,108 +108,248 @@ class AckTracker:
 Publish = Callable[[dict[str, Any]], Awaitable["asyncio.Future[Any] | None"]]
 
 
-class Ingest:
-    """Starts one :class:`EventWatcher` per scope while this worker leads; drains their queue."""
+class Thread(Protocol):
+    def join(self, timeout: float | None = None) -> None: ...
+
+    def is_alive(self) -> bool: ...
+
+
+Spawn = Callable[[str, Callable[[], None]], Thread]
+
+
+def spawn_thread(name: str, target: Callable[[], None]) -> Thread:
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+class Elector(Protocol):
+    def run(self) -> None: ...
+
+    def stop(self, final: Checkpoint | None = None) -> None: ...
+
+
+def scope_name(scope: str | None) -> str:
+    return scope or "*"
+
+
+class IngestController:
+    """Owns ingest on ``loop``: start it with :meth:`elect`, drive it with :meth:`run`, end it with :meth:`stop`."""
 
     def __init__(
         self,
-        settings: Settings,
-        api: client.CoreV1Api,
         loop: asyncio.AbstractEventLoop,
+        api: KubeApi,
+        clock: Clock,
+        *,
+        scopes: Sequence[str | None],
+        watch: WatchSettings,
+        capacity: int,
         publish: Publish,
+        keep: Callable[[dict[str, Any]], str | None],
+        on_filtered: Callable[[str], None] = lambda _: None,
+        spawn: Spawn = spawn_thread,
     ) -> None:
-        self._settings = settings
-        self._api = api
         self._loop = loop
+        self._api = api
+        self._clock = clock
+        self.scopes = list(scopes) or [None]
+        self._watch = watch
         self._publish = publish
-        self.scopes: list[str | None] = list(settings.kube.namespaces) or [None]
-        self.queue: asyncio.Queue[tuple[int, str, WatchItem]] = asyncio.Queue(maxsize=settings.stages.ingest_queue)
-        self.tracker = AckTracker()
-        self._watchers: list[EventWatcher] = []
-        self._threads: list[asyncio.Future[None]] = []
-        self._pool = ThreadPoolExecutor(max_workers=len(self.scopes) + 1, thread_name_prefix="k8s-watch")
-        # Items queued by watchers of an earlier leadership term carry an older generation.
-        self._generation = 0
+        self._keep = keep
+        self._on_filtered = on_filtered
+        self._spawn = spawn
+        self._wakeup = asyncio.Event()
+        self.handoff = Handoff(capacity, self._wake)
+        self.tracker = AckTracker(clock.now)
+        self.watchers: list[Watcher] = []
+        self._threads: list[Thread] = []
+        self._elector: Elector | None = None
+        self._election: Thread | None = None
+        # The term the elector granted (0: none yet) and whether it is still ours.
+        self.term = 0
+        self.leading = False
+        # Bumped whenever watchers stop or restart: items and acks of older generations are stale.
+        self.generation = 0
+        self.stopping = False
+        self.dropped = 0
 
-    @staticmethod
-    def scope_name(scope: str | None) -> str:
-        return scope or "*"
+    # --- from other threads ------------------------------------------------------------------
 
-    def start(self, checkpoint: Checkpoint) -> None:
-        """Start watching from ``checkpoint`` (loop thread only)."""
-        self.stop()
-        self._generation += 1
-        generation = self._generation
+    def post(self, message: Message) -> None:
+        """Any thread: hand ``message`` to the loop (the elector's only way to act)."""
+        self._loop.call_soon_threadsafe(self.handle, message)
+
+    def checkpoint_of(self, term: int) -> Checkpoint | None:
+        """Any thread: the checkpoint to store in the Lease for ``term``, or None if that term is not current."""
+        if term != self.term or not self.leading:
+            return None
+        return self.tracker.checkpoint()
+
+    def _wake(self) -> None:
+        self._loop.call_soon_threadsafe(self._wakeup.set)
+
+    def _watch_status(self, generation: int, scope: str, ok: bool, detail: str) -> None:
+        self._loop.call_soon_threadsafe(self._set_watch_status, generation, scope, ok, detail)
+
+    # --- on the loop -------------------------------------------------------------------------
+
+    def elect(self, elector: Elector) -> None:
+        """Run ``elector`` in its own thread; its messages arrive through :meth:`post`."""
+        READINESS.set("ingest", True, "following")
+        self._elector = elector
+        self._election = self._spawn("ingest-election", elector.run)
+
+    def handle(self, message: Message) -> None:
+        if isinstance(message, LeaseHealth):
+            READINESS.set("lease", message.ok, message.detail)
+            return
+        if self.stopping:
+            return
+        if isinstance(message, Started):
+            self.term, self.leading = message.term, True
+            READINESS.set("ingest", True, "leading")
+            self._start_watchers(message.checkpoint)
+        elif isinstance(message, Stopped) and message.term == self.term and self.leading:
+            self.leading = False
+            self._stop_watchers()
+            READINESS.set("ingest", True, "following")
+            logs.info(log, "watch_stopped_on_leadership_loss", term=message.term, reason=message.reason)
+
+    def _start_watchers(self, checkpoint: Checkpoint) -> None:
+        self._stop_watchers()
         for scope in self.scopes:
-            name = self.scope_name(scope)
-            self.tracker.reset(name)
+            name = scope_name(scope)
             resume = checkpoint.get(name)
-            if resume:
-                self.tracker.seed(name, *resume)
-            watcher = EventWatcher(
+            self.tracker.reset(name, resume)
+            watcher = Watcher(
                 self._api,
-                self.queue,
-                self._loop,
+                self.handoff,
+                self._clock,
                 namespace=scope,
-                page_size=self._settings.kube.list_page_size,
-                watch_timeout=self._settings.kube.watch_timeout,
-                idle_timeout=self._settings.kube.watch_idle_timeout,
-                resource_version=resume[0] if resume else None,
-                resumed_at=resume[1] if resume else None,
-                event_ttl=self._settings.kube.event_ttl,
-                tag=generation,
+                generation=self.generation,
+                settings=self._watch,
+                resume=resume,
+                status=self._watch_status,
             )
-            self._watchers.append(watcher)
-            self._threads.append(self._loop.run_in_executor(self._pool, watcher.run))
-            logs.info(log, "watch_scheduled", scope=name, resume_from=resume[0] if resume else "list")
+            self.watchers.append(watcher)
+            self._threads.append(self._spawn(f"k8s-watch-{name}", watcher.run))
+            logs.info(log, "watch_scheduled", scope=name, resume_from=resume[0] if resume else "list", term=self.term)
 
-    def stop(self) -> None:
-        """Stop every watcher now; safe from any thread (closes their connections)."""
-        for watcher in self._watchers:
+    def _stop_watchers(self) -> None:
+        self.generation += 1
+        for watcher in self.watchers:
             watcher.stop()
-        self._watchers = []
-        self._generation += 1
+        self.watchers = []
+        self._threads = [t for t in self._threads if t.is_alive()]
+        READINESS.drop("watch[")
+        metrics.WATCH_UP.set(0)
 
-    async def close(self) -> None:
-        self.stop()
-        await asyncio.gather(*self._threads, return_exceptions=True)
-        self._pool.shutdown(wait=False)
+    def _set_watch_status(self, generation: int, scope: str, ok: bool, detail: str) -> None:
+        if generation != self.generation or not self.leading:
+            return
+        READINESS.set(f"watch[{scope}]", ok, detail)
+        metrics.WATCH_UP.set(1 if ok else 0)
 
-    async def drain(self, keep: Callable[[dict[str, Any]], str | None], on_filtered: Callable[[str], None]) -> None:
-        """Forever: take watch items, publish events, track acknowledgements per scope."""
+    async def run(self) -> None:
+        """Forever: take the buffered watch items in batches, publish events, track acknowledgements."""
         while True:
-            generation, scope, item = await self.queue.get()
-            if generation != self._generation:
-                # From a watcher already stopped: its events may be published (dedup drops
-                # repeats) but must not move the checkpoint of the current term.
-                if item.event is not None and keep(item.event) is None:
-                    await self._publish(item.event)
-                continue
-            future: asyncio.Future[Any] | None = None
-            if item.event is not None:
-                dropped_by = keep(item.event)
-                if dropped_by:
-                    on_filtered(dropped_by)
-                else:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            batch, more = self.handoff.take(BATCH_LIMIT)
+            if more:
+                self._wakeup.set()
+            for generation, scope, item in batch:
+                if generation != self.generation or not self.leading or self.stopping:
+                    self._drop()
+                    continue
+                await self._item(generation, scope, item)
+            if more:
+                # A long backlog must not starve the loop's other tasks.
+                await asyncio.sleep(0)
+
+    def _drop(self) -> None:
+        self.dropped += 1
+        metrics.INGEST_STALE_DROPPED.inc()
+
+    async def _item(self, generation: int, scope: str, item: WatchItem) -> None:
+        future: asyncio.Future[Any] | None = None
+        if item.event is not None:
+            dropped_by = self._keep(item.event)
+            if dropped_by:
+                self._on_filtered(dropped_by)
+            else:
+                try:
                     future = await self._publish(item.event)
-            advances = item.kind in ("added", "modified", "bookmark", "synced")
-            try:
-                self.tracker.add(scope, item.resource_version, future, advances)
-                if future is not None:
-                    future.add_done_callback(functools.partial(self._settle_later, scope))
-            except SendFailed as exc:
-                logs.error(
-                    log, "kafka_send_failed", scope=scope, error=str(exc)[:300], action="rewatch_from_checkpoint"
-                )
-                self.start(self.tracker.checkpoint())
+                except Exception as exc:  # noqa: BLE001 - a send refused at once is a failed send, not a crash
+                    if generation == self.generation:
+                        self._send_failed(scope, SendFailed(f"send of {item.resource_version} refused: {exc!r}"))
+                    return
+        if generation != self.generation:
+            return  # the term ended while this one was being sent: it moves no checkpoint
+        advances = item.kind in ("added", "modified", "bookmark", "synced")
+        try:
+            self.tracker.add(scope, item.resource_version, future, advances)
+        except SendFailed as exc:
+            self._send_failed(scope, exc)
+            return
+        if future is not None and not future.done():
+            future.add_done_callback(functools.partial(self._settle_later, scope, generation))
 
-    def settle_all(self) -> None:
-        for scope in self.scopes:
-            self.tracker.settle(self.scope_name(scope))
-
-    def _settle_later(self, scope: str, _: object = None) -> None:
+    def _settle_later(self, scope: str, generation: int, _: object = None) -> None:
+        if generation != self.generation:
+            return
         try:
             self.tracker.settle(scope)
         except SendFailed as exc:
+            self._send_failed(scope, exc)
+
+    def _send_failed(self, scope: str, exc: SendFailed) -> None:
+        if self.leading and not self.stopping:
             logs.error(log, "kafka_send_failed", scope=scope, error=str(exc)[:300], action="rewatch_from_checkpoint")
-            self.start(self.tracker.checkpoint())
+            self._start_watchers(self.tracker.checkpoint())
+        else:
+            # A follower never writes the raw topic: the next leader resends from the Lease's checkpoint.
+            logs.error(log, "kafka_send_failed", scope=scope, error=str(exc)[:300], action="none_not_leading")
+            self._stop_watchers()
+
+    async def stop(self, deadline: float) -> Checkpoint | None:
+        """End ingest by ``deadline`` (``clock.monotonic()`` seconds); returns the checkpoint released with.
+
+        Stops the watchers, waits for the sends in flight (leaving time for the Lease), hands the Lease
+        back with the last acknowledged checkpoint, and joins the threads; whatever is not done by the
+        deadline is left behind (daemon threads) and logged.
+        """
+        if self.stopping:
+            return None
+        self.stopping = True
+        leading = self.leading
+        self._stop_watchers()
+        final: Checkpoint | None = None
+        if leading:
+            # Half of what remains, at most 5 s of it, is kept for the Lease write.
+            remaining = deadline - self._clock.monotonic()
+            budget = remaining - min(remaining / 2, 5.0)
+            pending = self.tracker.in_flight()
+            if pending and budget > 0:
+                _, late = await asyncio.wait(pending, timeout=budget)
+                if late:
+                    logs.warning(log, "ingest_stop_sends_unacknowledged", sends=len(late))
+            for scope in self.scopes:
+                with contextlib.suppress(SendFailed):
+                    self.tracker.settle(scope_name(scope))
+            final = self.tracker.checkpoint()
+        if self._elector is not None:
+            self._elector.stop(final)
+        threads = [t for t in (self._election, *self._threads) if t is not None]
+        for thread in threads:
+            remaining = deadline - self._clock.monotonic()
+            if remaining > 0:
+                await asyncio.to_thread(thread.join, remaining)
+        late_threads = [t for t in threads if t.is_alive()]
+        if late_threads:
+            logs.warning(log, "ingest_stop_timeout", threads=len(late_threads))
+        self.leading = False
+        READINESS.drop("ingest")
+        logs.info(log, "ingest_stopped", checkpoint=final.encode()[:300] if final else "")
+        return final

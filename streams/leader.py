@@ -1,10 +1,15 @@
 """One active watcher: leader election over a coordination.k8s.io/v1 Lease, carrying the checkpoint.
 
-Every worker with ingest enabled runs an :class:`Elector`. The holder renews the Lease every
-``retry_period``; the others try to take it when it has not been renewed for ``lease_duration``
-*as they observed it* (their own clock measures how long the record stayed unchanged, as
-client-go does, so clock skew between nodes does not matter). A holder that cannot renew within
-``renew_deadline`` steps down at once, before anyone else can take over.
+Every worker with ingest enabled runs an :class:`Elector` in a thread. The holder renews the Lease
+every ``retry_period``; the others try to take it when it has not been renewed for
+``lease_duration`` *as they observed it* (their own monotonic clock measures how long the record
+stayed unchanged, as client-go does, so clock skew between nodes does not matter). A holder that
+cannot renew within ``renew_deadline`` steps down at once, before anyone else can take over.
+
+The elector only runs the Lease protocol: what leadership means (watchers, the checkpoint) is
+decided by the ingest controller on the event loop. The elector tells it through ``post``, which
+the controller binds to ``loop.call_soon_threadsafe``: :class:`Started` and :class:`Stopped`
+for each term, :class:`LeaseHealth` whenever what /readyz should say about the Lease changes.
 
 The Lease also carries the ingest checkpoint: the last resourceVersion per watched scope whose
 events Kafka acknowledged, as a JSON annotation written with each renewal. The checkpoint thus
@@ -17,24 +22,24 @@ compares the record's renewTime with the local clock, and has no place for the c
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
 from streams import logs, metrics
+from streams.backoff import Backoff
+from streams.clock import Clock
+from streams.kube import HTTP_CONFLICT, HTTP_GONE, ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_ANNOTATION = "k8s-event-streams.io/checkpoint"
+#: Client errors a retry will not cure (a forbidden or missing namespace, an invalid name).
+_TRANSIENT_CLIENT_ERRORS = (HTTP_CONFLICT, HTTP_GONE, 408, 429)
 
 
 @dataclass
@@ -53,11 +58,8 @@ class Checkpoint:
             when = datetime.now(UTC)
         return entry["resourceVersion"], when
 
-    def set(self, scope: str, resource_version: str, when: datetime | None = None) -> None:
-        self.scopes[scope] = {
-            "resourceVersion": resource_version,
-            "time": (when or datetime.now(UTC)).isoformat(),
-        }
+    def set(self, scope: str, resource_version: str, when: datetime) -> None:
+        self.scopes[scope] = {"resourceVersion": resource_version, "time": when.isoformat()}
 
     def encode(self) -> str:
         return json.dumps(self.scopes, sort_keys=True, separators=(",", ":"))
@@ -78,91 +80,144 @@ def micro_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class Elector:
-    """Runs the election loop in its own thread (:meth:`run`); calls back on every change.
+@dataclass(frozen=True)
+class Started:
+    """This worker holds the Lease from now on (term ``term``); resume from ``checkpoint``."""
 
-    ``on_started(checkpoint)`` and ``on_stopped()`` run on the elector's thread and must return
-    quickly. ``current_checkpoint()`` is asked at every renewal for the checkpoint to store.
+    term: int
+    checkpoint: Checkpoint
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """Term ``term`` is over: stop watching now."""
+
+    term: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class LeaseHealth:
+    """What /readyz says about the Lease (check ``lease``)."""
+
+    ok: bool
+    detail: str
+
+
+Message = Started | Stopped | LeaseHealth
+
+
+@dataclass(frozen=True)
+class LeaseTimings:
+    duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not self.retry_period < self.renew_deadline < self.duration:
+            raise ValueError("lease timings must satisfy retry period < renew deadline < lease duration")
+
+
+class Elector:
+    """The election loop (:meth:`run`, a thread's body). It reads and writes the Lease and posts messages.
+
+    ``checkpoint_of(term)`` is asked at every renewal for the checkpoint to store: the
+    controller's snapshot for that term, or None (keep what the Lease holds).
     """
 
     def __init__(
         self,
-        api: client.CoordinationV1Api,
+        api: KubeApi,
+        clock: Clock,
         *,
         namespace: str,
         name: str,
         identity: str,
-        lease_duration: float,
-        renew_deadline: float,
-        retry_period: float,
-        on_started: Callable[[Checkpoint], None],
-        on_stopped: Callable[[], None],
-        current_checkpoint: Callable[[], Checkpoint | None],
+        timings: LeaseTimings,
+        post: Callable[[Message], None],
+        checkpoint_of: Callable[[int], Checkpoint | None],
+        backoff: Backoff | None = None,
     ) -> None:
-        if not retry_period < renew_deadline < lease_duration:
-            raise ValueError("lease timings must satisfy retry period < renew deadline < lease duration")
         self._api = api
+        self._clock = clock
         self.namespace = namespace
         self.name = name
         self.identity = identity
-        self._duration = lease_duration
-        self._deadline = renew_deadline
-        self._retry = retry_period
-        self._on_started = on_started
-        self._on_stopped = on_stopped
-        self._current_checkpoint = current_checkpoint
+        self._timings = timings
+        self._post = post
+        self._checkpoint_of = checkpoint_of
+        self._backoff = backoff or Backoff(timings.retry_period / 2, timings.duration)
         self._stop = threading.Event()
+        self._final: Checkpoint | None = None
         self.leading = False
+        self.term = 0
         self._last_renew = 0.0
         # What we last saw of someone else's record, and when (our clock).
         self._observed: tuple[str, str] | None = None
-        self._observed_at = 0.0
+        self._observed_at = clock.monotonic()
+        # When a live leader (this worker, or a record that kept changing) was last seen.
+        self._leader_seen_at = clock.monotonic()
+        self._holder = ""
+        self._problem: tuple[str, int, str] | None = None
+        self._health: LeaseHealth | None = None
 
-    def stop(self) -> None:
+    @property
+    def lease(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def stop(self, final: Checkpoint | None = None) -> None:
+        """End the loop; a holder releases the Lease, storing ``final`` (the last acknowledged checkpoint)."""
+        self._final = final
         self._stop.set()
 
     def run(self) -> None:
-        logs.info(log, "election_started", lease=f"{self.namespace}/{self.name}", identity=self.identity)
+        logs.info(log, "election_started", lease=self.lease, identity=self.identity)
         while not self._stop.is_set():
+            delay = self._timings.retry_period
             try:
                 self._step()
+                self._set_problem(None)
+                self._backoff.reset()
             except Exception as exc:  # noqa: BLE001 - the API may be down; leadership decides below
-                logs.warning(log, "lease_error", lease=self.name, error=str(exc).splitlines()[0][:200])
-            if self.leading and time.monotonic() - self._last_renew > self._deadline:
-                logs.warning(log, "leadership_lost", lease=self.name, reason="renew_deadline_exceeded")
-                self._set_leading(False, None)
-            self._stop.wait(self._retry)
+                self._set_problem(exc)
+                delay = self._backoff.next()
+                if self.leading:
+                    delay = min(delay, self._timings.retry_period)
+            now = self._clock.monotonic()
+            if self.leading and now - self._last_renew > self._timings.renew_deadline:
+                logs.warning(log, "leadership_lost", lease=self.lease, reason="renew_deadline_exceeded")
+                self._set_leading(False, reason="renew_deadline_exceeded")
+            self._report_health()
+            if self._clock.wait(self._stop, delay):
+                break
         if self.leading:
             self._release()
-            self._set_leading(False, None)
+            self._set_leading(False, reason="released")
+        logs.info(log, "election_stopped", lease=self.lease)
 
     def _step(self) -> None:
-        now = datetime.now(UTC)
-        try:
-            lease = self._read()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        now = self._clock.now()
+        lease = self._api.read_lease(self.namespace, self.name)
+        if lease is None:
             self._create(now)
             return
         spec = lease.get("spec") or {}
-        holder = spec.get("holderIdentity") or ""
+        holder = str(spec.get("holderIdentity") or "")
+        self._holder = holder
         if holder == self.identity:
             self._renew(lease, now, acquired=not self.leading)
             return
         record = (holder, str(spec.get("renewTime") or ""))
         if record != self._observed:
-            self._observed, self._observed_at = record, time.monotonic()
+            self._observed, self._observed_at = record, self._clock.monotonic()
+            if holder:
+                self._leader_seen_at = self._observed_at
         if self.leading:
-            logs.warning(log, "leadership_lost", lease=self.name, reason=f"held by {holder}")
-            self._set_leading(False, None)
-        duration = float(spec.get("leaseDurationSeconds") or self._duration)
-        if not holder or time.monotonic() - self._observed_at > duration:
+            logs.warning(log, "leadership_lost", lease=self.lease, reason=f"held by {holder}")
+            self._set_leading(False, reason="lease_taken")
+        duration = float(spec.get("leaseDurationSeconds") or self._timings.duration)
+        if not holder or self._clock.monotonic() - self._observed_at > duration:
             self._renew(lease, now, acquired=True, previous=holder)
-
-    def _read(self) -> dict[str, Any]:
-        response = self._api.read_namespaced_lease(self.name, self.namespace, _preload_content=False)
-        return dict(json.loads(response.data))
 
     def _create(self, now: datetime) -> None:
         body = {
@@ -172,18 +227,19 @@ class Elector:
             "spec": self._spec(now, acquire=True, transitions=0),
         }
         try:
-            self._api.create_namespaced_lease(self.namespace, body, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 409:  # someone else created it first
-                return
-            raise
-        self._last_renew = time.monotonic()
+            created = self._api.create_lease(self.namespace, body)
+        except ApiError as exc:
+            raise _Refused("create", exc) from None
+        if not created:  # someone else created it first
+            self._leader_seen_at = self._clock.monotonic()
+            return
+        self._renewed()
         self._set_leading(True, Checkpoint())
 
     def _spec(self, now: datetime, *, acquire: bool, transitions: int) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "holderIdentity": self.identity,
-            "leaseDurationSeconds": round(self._duration),
+            "leaseDurationSeconds": round(self._timings.duration),
             "renewTime": micro_time(now),
             "leaseTransitions": transitions,
         }
@@ -191,21 +247,11 @@ class Elector:
             spec["acquireTime"] = micro_time(now)
         return spec
 
-    def _renew(self, lease: dict[str, Any], now: datetime, *, acquired: bool, previous: str = "") -> None:
+    def _body(self, lease: dict[str, Any], spec: dict[str, Any], checkpoint: Checkpoint) -> dict[str, Any]:
         meta = lease.get("metadata") or {}
-        spec = dict(lease.get("spec") or {})
         annotations = dict(meta.get("annotations") or {})
-        stored = Checkpoint.decode(annotations.get(CHECKPOINT_ANNOTATION))
-        if not acquired:
-            mine = self._current_checkpoint()
-            if mine is not None:
-                stored.scopes.update(mine.scopes)
-        annotations[CHECKPOINT_ANNOTATION] = stored.encode()
-        transitions = int(spec.get("leaseTransitions") or 0) + (1 if acquired and previous else 0)
-        spec.update(self._spec(now, acquire=acquired, transitions=transitions))
-        if not acquired:
-            spec["acquireTime"] = (lease.get("spec") or {}).get("acquireTime") or micro_time(now)
-        body = {
+        annotations[CHECKPOINT_ANNOTATION] = checkpoint.encode()
+        return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
             "metadata": {
@@ -217,40 +263,134 @@ class Elector:
             },
             "spec": spec,
         }
+
+    @staticmethod
+    def _stored(lease: dict[str, Any]) -> Checkpoint:
+        annotations = (lease.get("metadata") or {}).get("annotations") or {}
+        return Checkpoint.decode(annotations.get(CHECKPOINT_ANNOTATION))
+
+    def _renew(self, lease: dict[str, Any], now: datetime, *, acquired: bool, previous: str = "") -> None:
+        old = lease.get("spec") or {}
+        stored = self._stored(lease)
+        if not acquired:
+            mine = self._checkpoint_of(self.term)
+            if mine is not None:
+                stored.scopes.update(mine.scopes)
+        transitions = int(old.get("leaseTransitions") or 0) + (1 if acquired and previous else 0)
+        spec = {**old, **self._spec(now, acquire=acquired, transitions=transitions)}
+        if not acquired:
+            spec["acquireTime"] = old.get("acquireTime") or micro_time(now)
         try:
-            self._api.replace_namespaced_lease(self.name, self.namespace, body, _preload_content=False)
-        except ApiException as exc:
-            if exc.status == 409:
-                return
-            raise
-        self._last_renew = time.monotonic()
+            written = self._api.replace_lease(self.namespace, self.name, self._body(lease, spec, stored))
+        except ApiError as exc:
+            raise _Refused("renew" if not acquired else "acquire", exc) from None
+        if not written:
+            # Someone else wrote since our read: a live peer.
+            self._leader_seen_at = self._clock.monotonic()
+            return
+        self._renewed()
         metrics.CHECKPOINT_WRITES.inc()
         if acquired:
             if previous:
-                logs.info(log, "lease_taken_over", lease=self.name, previous=previous)
+                logs.info(log, "lease_taken_over", lease=self.lease, previous=previous)
             self._set_leading(True, stored)
 
-    def _release(self) -> None:
-        """On a clean shutdown, hand the lease back at once (with the final checkpoint)."""
-        with contextlib.suppress(Exception):
-            lease = self._read()
-            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
-                return
-            self._renew(lease, datetime.now(UTC), acquired=False)
-            lease = self._read()
-            lease["spec"]["holderIdentity"] = ""
-            lease["spec"]["leaseDurationSeconds"] = 1
-            self._api.replace_namespaced_lease(self.name, self.namespace, lease, _preload_content=False)
-            logs.info(log, "lease_released", lease=self.name)
+    def _renewed(self) -> None:
+        self._last_renew = self._leader_seen_at = self._clock.monotonic()
+        self._holder = self.identity
 
-    def _set_leading(self, leading: bool, checkpoint: Checkpoint | None) -> None:
+    def _release(self) -> None:
+        """On a clean shutdown, hand the Lease back at once, with the final checkpoint: one read, one write."""
+        try:
+            lease = self._api.read_lease(self.namespace, self.name)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            stored = self._stored(lease)
+            final = self._final if self._final is not None else self._checkpoint_of(self.term)
+            if final is not None:
+                stored.scopes.update(final.scopes)
+            spec = {
+                **(lease.get("spec") or {}),
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "renewTime": micro_time(self._clock.now()),
+            }
+            if self._api.replace_lease(self.namespace, self.name, self._body(lease, spec, stored)):
+                metrics.CHECKPOINT_WRITES.inc()
+                logs.info(log, "lease_released", lease=self.lease, checkpoint=stored.encode()[:300])
+            else:
+                logs.warning(log, "lease_release_conflict", lease=self.lease)
+        except Exception as exc:  # noqa: BLE001 - shutting down: the next holder waits one lease duration
+            logs.warning(log, "lease_release_failed", lease=self.lease, error=str(exc)[:300])
+
+    def _set_leading(self, leading: bool, checkpoint: Checkpoint | None = None, reason: str = "") -> None:
         if leading == self.leading:
             return
         self.leading = leading
         metrics.LEADER.set(1 if leading else 0)
         if leading:
+            self.term += 1
             metrics.LEADER_TRANSITIONS.inc()
-            logs.info(log, "leadership_acquired", lease=self.name, identity=self.identity)
-            self._on_started(checkpoint or Checkpoint())
+            logs.info(log, "leadership_acquired", lease=self.lease, identity=self.identity, term=self.term)
+            self._post(Started(self.term, checkpoint or Checkpoint()))
         else:
-            self._on_stopped()
+            self._post(Stopped(self.term, reason))
+
+    def _set_problem(self, exc: Exception | None) -> None:
+        """Log the Lease's failure with its reason each time it changes (not every retry)."""
+        if exc is None:
+            if self._problem is not None:
+                logs.info(log, "lease_ok", lease=self.lease, previous=self._problem[2][:200])
+            self._problem = None
+            return
+        op, status = "read", 0
+        if isinstance(exc, _Refused):
+            op, status, text = exc.op, exc.error.status, f"{exc.op} refused: {exc.error}"
+        elif isinstance(exc, ApiError):
+            status, text = exc.status, f"read refused: {exc}"
+        else:
+            text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        problem = (op, status, text[:400])
+        if problem != self._problem:
+            self._problem = problem
+            logs.error(
+                log,
+                "lease_error",
+                lease=self.lease,
+                operation=op,
+                status=status,
+                reason=text[:400],
+                persistent=_persistent(status),
+            )
+
+    def _report_health(self) -> None:
+        now = self._clock.monotonic()
+        if self._problem is not None and _persistent(self._problem[1]):
+            health = LeaseHealth(False, self._problem[2])
+        elif self.leading:
+            health = LeaseHealth(True, "leading")
+        elif now - self._leader_seen_at > self._timings.duration:
+            # Stable text (no running count), so the check changes only when the situation does.
+            cause = f"; last error: {self._problem[2]}" if self._problem else ""
+            health = LeaseHealth(
+                False,
+                f"no worker has led for over {self._timings.duration:g}s"
+                f" (last holder {self._holder or 'none'!r}){cause}",
+            )
+        else:
+            health = LeaseHealth(True, f"held by {self._holder}" if self._holder else "free")
+        if health != self._health:
+            self._health = health
+            self._post(health)
+
+
+class _Refused(Exception):
+    def __init__(self, op: str, error: ApiError) -> None:
+        self.op = op
+        self.error = error
+        super().__init__(f"{op}: {error}")
+
+
+def _persistent(status: int) -> bool:
+    """A client error a retry will not cure: a forbidden or missing namespace, an invalid name."""
+    return 400 <= status < 500 and status not in _TRANSIENT_CLIENT_ERRORS

@@ -177,3 +177,18 @@ INDICES_DELETED = Counter(
     "Daily indices deleted by retention",
     registry=REGISTRY,
 )
+INGEST_STALE_DROPPED = Counter(
+    "k8sev_ingest_stale_items_dropped_total",
+    "Watch items of a stopped leadership term (or a restarted watch) dropped unpublished",
+    registry=REGISTRY,
+)
+EVENTS_TRUNCATED = Counter(
+    "k8sev_events_truncated_total",
+    "Events cut to fit the producer's record limit (marked `truncated` in the document)",
+    registry=REGISTRY,
+)
+EVENTS_UNPUBLISHABLE = Counter(
+    "k8sev_ingest_unpublishable_total",
+    "Events that could not be encoded or cut to fit, skipped (logged with their uid)",
+    registry=REGISTRY,
+)

@@ -99,6 +99,7 @@ def create_app(settings: Settings) -> App:
         topic_replication_factor=settings.kafka.topic_replicas,
         # Every write waits for all in-sync replicas.
         producer_acks=-1,
+        producer_max_request_size=settings.kafka.max_request_bytes,
         # A worker killed without a goodbye holds its partitions until the group gives up on it.
         broker_session_timeout=settings.kafka.session_timeout,
         broker_rebalance_timeout=settings.kafka.session_timeout,

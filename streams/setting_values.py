@@ -59,6 +59,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+MIN_RECORD_BYTES = 256 * 1024
+MAX_RECORD_BYTES = 100 * 1024 * 1024
+
+
+def record_bytes(text: str) -> int:
+    """A Kafka record size limit: room for an Event with headroom, below what brokers allow at all."""
+    value = positive_int(text)
+    if not MIN_RECORD_BYTES <= value <= MAX_RECORD_BYTES:
+        raise ValueError(f"{text!r} must be between {MIN_RECORD_BYTES} and {MAX_RECORD_BYTES} bytes")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     try:
         value = int(text)

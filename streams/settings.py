@@ -76,6 +76,10 @@ class KafkaSettings:
     """Client certificate for Kafka TLS (mTLS listeners)."""
     key_file: Path | None = setting("KAFKA_KEY_FILE", "", v.optional_file)
     """Its private key."""
+    max_request_bytes: int = setting("KAFKA_MAX_REQUEST_BYTES", "1048576", v.record_bytes)
+    """Largest record the producer sends, and the ``max.message.bytes`` of the topics the worker creates
+    (checked against an existing raw topic at start-up). 1 MiB is Kafka's default; a bigger Event is cut
+    to fit and marked ``truncated``."""
     session_timeout: float = setting("SESSION_TIMEOUT", "30s", v.positive_duration)
     """A worker silent this long leaves the consumer group. Faust's 60 s keeps a killed worker's partitions
     idle a whole minute; 30 s halves that and still rides out long GC or I/O pauses."""

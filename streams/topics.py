@@ -23,6 +23,8 @@ class Topics:
 def declare(app: faust.App, settings: Settings) -> Topics:
     kafka = settings.kafka
     partitions = kafka.topic_partitions
+    # The topics take records as large as the producer sends (streams.truncate fits Events under it).
+    config = {"max.message.bytes": str(kafka.max_request_bytes)}
 
     return Topics(
         raw=app.topic(
@@ -33,6 +35,7 @@ def declare(app: faust.App, settings: Settings) -> Topics:
             value_serializer="raw",
             partitions=partitions,
             internal=True,
+            config=config,
         ),
         clean=app.topic(
             kafka.clean_topic,
@@ -41,6 +44,7 @@ def declare(app: faust.App, settings: Settings) -> Topics:
             key_serializer="raw",
             partitions=partitions,
             internal=True,
+            config=config,
         ),
         dead_letter=app.topic(
             kafka.dead_letter_topic,
@@ -49,5 +53,6 @@ def declare(app: faust.App, settings: Settings) -> Topics:
             key_serializer="raw",
             partitions=partitions,
             internal=True,
+            config=config,
         ),
     )

@@ -1,21 +1,30 @@
-"""The checkpoint only moves over events Kafka acknowledged, in watch order."""
+"""The ingest controller on the loop: terms, generations, the ack tracker, restarts, stop; no server.
+
+The checkpoint only moves over events Kafka acknowledged, in watch order.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.ingest import AckTracker, SendFailed
-from streams.leader import Checkpoint
+from streams.health import READINESS
+from streams.ingest import AckTracker, IngestController, SendFailed
+from streams.leader import Checkpoint, LeaseHealth, Started, Stopped
+from streams.watch import WatchItem, WatchSettings
+from tests.unit.kube_fakes import FakeClock, FakeKube, event
 
 
 async def test_checkpoint_waits_for_the_oldest_unacknowledged_send() -> None:
     loop = asyncio.get_running_loop()
-    tracker = AckTracker()
+    tracker = AckTracker(FakeClock().now)
     first, second = loop.create_future(), loop.create_future()
     tracker.add("*", "10", first, advances=True)
     tracker.add("*", "11", second, advances=True)
@@ -31,7 +40,7 @@ async def test_checkpoint_waits_for_the_oldest_unacknowledged_send() -> None:
 
 async def test_listed_items_do_not_move_the_checkpoint_until_the_list_ends() -> None:
     loop = asyncio.get_running_loop()
-    tracker = AckTracker()
+    tracker = AckTracker(FakeClock().now)
     done = loop.create_future()
     done.set_result(None)
     tracker.add("ns", "900", done, advances=False)
@@ -42,7 +51,7 @@ async def test_listed_items_do_not_move_the_checkpoint_until_the_list_ends() -> 
 
 async def test_a_failed_send_stops_the_checkpoint() -> None:
     loop = asyncio.get_running_loop()
-    tracker = AckTracker()
+    tracker = AckTracker(FakeClock().now)
     failed = loop.create_future()
     failed.set_exception(RuntimeError("broker gone"))
     with pytest.raises(SendFailed):
@@ -63,3 +72,226 @@ def test_checkpoint_annotation_round_trips(scopes: dict[str, str]) -> None:
 @pytest.mark.parametrize("text", [None, "", "not json", "[1]", '{"*": "x"}'])
 def test_unreadable_checkpoints_mean_start_with_a_list(text: str | None) -> None:
     assert Checkpoint.decode(text).get("*") is None
+
+
+class FakeThread:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.alive = True
+
+    def join(self, timeout: float | None = None) -> None:
+        self.alive = False
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+
+class FakeElector:
+    def __init__(self) -> None:
+        self.final: Checkpoint | None = None
+        self.stopped = False
+
+    def run(self) -> None:
+        raise AssertionError("spawned threads are not run in these tests")
+
+    def stop(self, final: Checkpoint | None = None) -> None:
+        self.final, self.stopped = final, True
+
+
+class Harness:
+    """A controller whose threads are never run: the test posts as the elector and puts as the watchers."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.clock = FakeClock()
+        self.threads: list[FakeThread] = []
+        self.sent: list[dict[str, Any]] = []
+        self.futures: list[asyncio.Future[Any]] = []
+        self.controller = IngestController(
+            self.loop,
+            FakeKube(),
+            self.clock,
+            scopes=[],
+            watch=WatchSettings(),
+            capacity=100,
+            publish=self.publish,
+            keep=lambda e: None,
+            spawn=self.spawn,
+        )
+        self.elector = FakeElector()
+        self.controller.elect(self.elector)
+        self.task = self.loop.create_task(self.controller.run())
+
+    def spawn(self, name: str, target: Callable[[], None]) -> FakeThread:
+        thread = FakeThread(name)
+        self.threads.append(thread)
+        return thread
+
+    async def publish(self, e: dict[str, Any]) -> asyncio.Future[Any]:
+        self.sent.append(e)
+        future: asyncio.Future[Any] = self.loop.create_future()
+        self.futures.append(future)
+        return future
+
+    def watches(self) -> list[str]:
+        return [t.name for t in self.threads if t.name.startswith("k8s-watch")]
+
+    def put(self, generation: int, item: WatchItem) -> None:
+        self.controller.handoff.put((generation, "*", item), threading.Event())
+
+    async def settled(self, condition: Callable[[], bool]) -> None:
+        """Let the loop run until ``condition`` holds (bounded: the loop has nothing else to wait for)."""
+        for _ in range(1000):
+            if condition():
+                return
+            await asyncio.sleep(0)
+        raise AssertionError("condition not reached")
+
+    async def close(self) -> None:
+        self.task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await self.task
+
+
+def added(uid: str, rv: str) -> WatchItem:
+    return WatchItem("added", rv, event(uid, rv))
+
+
+async def test_a_term_starts_watchers_from_the_leases_checkpoint_and_moves_it_on_acks() -> None:
+    h = Harness()
+    c = h.controller
+    c.post(Started(1, _checkpoint("10")))
+    await h.settled(lambda: bool(h.watches()))
+    assert c.watchers[0].resource_version == "10"
+    assert READINESS.report()[1]["ingest"]["detail"] == "leading"
+    h.put(c.generation, added("a", "11"))
+    h.put(c.generation, WatchItem("bookmark", "12"))
+    await h.settled(lambda: len(h.sent) == 1 and c.tracker.pending("*") == 2)
+    assert _rv_of(c.checkpoint_of(1)) == "10"
+    h.futures[0].set_result(None)
+    await h.settled(lambda: c.tracker.pending("*") == 0)
+    assert _rv_of(c.checkpoint_of(1)) == "12"
+    assert c.checkpoint_of(2) is None  # not this term
+    await h.close()
+
+
+async def test_items_of_a_stopped_term_are_dropped_never_published() -> None:
+    h = Harness()
+    c = h.controller
+    c.handle(Started(1, Checkpoint()))
+    old = c.generation
+    watchers = list(c.watchers)
+    for rv in ("1", "2", "3"):
+        h.put(old, added(f"u{rv}", rv))
+    c.handle(Stopped(1, "lease_taken"))  # before the loop got to the buffered items
+    assert c.watchers == [] and watchers and all(w.stopped for w in watchers)
+    await h.settled(lambda: len(c.handoff) == 0)
+    await h.settled(lambda: c.dropped == 3)
+    assert h.sent == []
+    assert "watch[*]" not in READINESS.report()[1]
+    # Late items of the old term keep being dropped, also after a new term started.
+    c.handle(Started(2, Checkpoint()))
+    h.put(old, added("late", "4"))
+    h.put(c.generation, added("new", "5"))
+    await h.settled(lambda: len(h.sent) == 1)
+    assert h.sent[0]["metadata"]["uid"] == "new"
+    assert c.dropped == 4
+    await h.close()
+
+
+async def test_a_failed_send_while_leading_rewatches_from_the_acknowledged_checkpoint() -> None:
+    h = Harness()
+    c = h.controller
+    c.handle(Started(1, _checkpoint("10")))
+    first = c.generation
+    h.put(first, added("a", "11"))
+    h.put(first, added("b", "12"))
+    await h.settled(lambda: len(h.sent) == 2)
+    h.futures[0].set_result(None)
+    h.futures[1].set_exception(RuntimeError("MessageSizeTooLargeError"))
+    await h.settled(lambda: c.generation != first)
+    assert len(h.watches()) == 2
+    assert c.watchers[0].resource_version == "11"  # resumes after the last acknowledged event
+    await h.close()
+
+
+async def test_a_failed_send_after_leadership_loss_restarts_nothing_and_publishes_nothing() -> None:
+    h = Harness()
+    c = h.controller
+    c.handle(Started(1, Checkpoint()))
+    h.put(c.generation, added("a", "1"))
+    await h.settled(lambda: len(h.sent) == 1)
+    c.handle(Stopped(1, "renew_deadline_exceeded"))
+    h.futures[0].set_exception(RuntimeError("broker gone"))
+    h.put(c.generation, added("b", "2"))  # even a current-generation item: not leading
+    await h.settled(lambda: c.dropped == 1)
+    assert len(h.watches()) == 1  # no restart
+    assert len(h.sent) == 1 and c.watchers == []
+    assert c.checkpoint_of(1) is None
+    await h.close()
+
+
+async def test_stop_waits_for_sends_in_flight_and_releases_with_the_last_acknowledged_checkpoint() -> None:
+    h = Harness()
+    c = h.controller
+    c.handle(Started(1, _checkpoint("10")))
+    h.put(c.generation, added("a", "11"))
+    h.put(c.generation, added("b", "12"))
+    await h.settled(lambda: len(h.sent) == 2)
+    h.loop.call_soon(h.futures[0].set_result, None)  # acked while stopping; the second never is
+    final = await c.stop(h.clock.monotonic() + 0.2)
+    assert final is not None and final.get("*")[0] == "11"  # type: ignore[index]
+    assert h.elector.stopped and h.elector.final == final
+    assert all(not t.is_alive() for t in h.threads)
+    # Messages after the stop change nothing.
+    c.handle(Started(2, Checkpoint()))
+    assert c.watchers == []
+    await h.close()
+
+
+async def test_stop_as_a_follower_releases_nothing() -> None:
+    h = Harness()
+    assert await h.controller.stop(h.clock.monotonic() + 1) is None
+    assert h.elector.stopped and h.elector.final is None
+    await h.close()
+
+
+async def test_lease_health_reaches_readiness() -> None:
+    h = Harness()
+    h.controller.handle(LeaseHealth(False, "create refused: 403 Forbidden: nope"))
+    ready, checks = READINESS.report()
+    assert not ready and checks["lease"] == {
+        **checks["lease"],
+        "ok": False,
+        "detail": "create refused: 403 Forbidden: nope",
+    }
+    h.controller.handle(LeaseHealth(True, "leading"))
+    assert READINESS.report()[1]["lease"]["ok"]
+    await h.close()
+
+
+def _checkpoint(rv: str) -> Checkpoint:
+    checkpoint = Checkpoint()
+    checkpoint.set("*", rv, FakeClock().now())
+    return checkpoint
+
+
+def _rv_of(checkpoint: Checkpoint | None) -> str | None:
+    resume = checkpoint.get("*") if checkpoint is not None else None
+    return resume[0] if resume else None
+
+
+async def test_a_send_refused_at_once_rewatches_instead_of_ending_the_loop() -> None:
+    h = Harness()
+    c = h.controller
+
+    async def refuse(e: dict[str, Any]) -> asyncio.Future[Any]:
+        raise RuntimeError("producer refused")
+
+    c._publish = refuse
+    c.handle(Started(1, _checkpoint("10")))
+    first = c.generation
+    h.put(first, added("a", "11"))
+    await h.settled(lambda: c.generation != first)
+    assert not h.task.done() and len(h.watches()) == 2
+    await h.close()

@@ -1,0 +1,162 @@
+"""The real :class:`streams.kube.KubeApi`, over the blocking ``kubernetes`` client: the only module importing it.
+
+Responses are read raw (``_preload_content=False``) and parsed with ``json``, never into client
+models: model building costs more than the whole rest of the path and would reshape the document.
+Every request has a connect and a read timeout, so no call can hang a thread for good.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
+
+from streams.kube import HTTP_CONFLICT, HTTP_NOT_FOUND, ApiError, Disconnected, IdleTimeout
+
+T = TypeVar("T")
+
+#: (connect, read) seconds for a LIST page and a Lease call.
+REQUEST_TIMEOUT = (10.0, 60.0)
+LEASE_TIMEOUT = (5.0, 10.0)
+
+
+def api_client(kubeconfig: Path | None) -> client.ApiClient:
+    """An ApiClient from a kubeconfig file, in-cluster credentials, or ``~/.kube/config``."""
+    if kubeconfig is not None:
+        return config.new_client_from_config(config_file=str(kubeconfig))
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+    return config.new_client_from_config()
+
+
+def _api_error(exc: ApiException) -> ApiError:
+    message = ""
+    with contextlib.suppress(Exception):
+        message = str(json.loads(exc.body).get("message") or "")
+    return ApiError(int(exc.status or 0), str(exc.reason or ""), message[:500])
+
+
+def _translated(call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except ApiException as exc:
+        raise _api_error(exc) from None
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise IdleTimeout(str(exc)) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise Disconnected(f"{type(exc).__name__}: {exc}") from None
+
+
+class _Response:
+    def __init__(self, response: Any) -> None:
+        self._response = response
+
+    def json(self) -> dict[str, Any]:
+        body = _translated(lambda: self._response.data)
+        value = json.loads(body)
+        if not isinstance(value, dict):
+            raise Disconnected(f"expected a JSON object, got {type(value).__name__}")
+        return value
+
+    def notifications(self) -> Iterator[dict[str, Any]]:
+        lines = iter_resp_lines(self._response)
+        while True:
+            line = _translated(lambda: next(lines, None))
+            if line is None:
+                return
+            if line and not line.isspace():
+                yield json.loads(line)
+
+    def close(self) -> None:
+        # shutdown() unblocks a read in progress on another thread; close() frees the socket.
+        with contextlib.suppress(Exception):
+            self._response.shutdown()
+        with contextlib.suppress(Exception):
+            self._response.close()
+        with contextlib.suppress(Exception):
+            self._response.release_conn()
+
+
+class KubernetesApi:
+    """:class:`streams.kube.KubeApi` over one ``kubernetes`` ApiClient."""
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._core = client.CoreV1Api(api)
+        self._coordination = client.CoordinationV1Api(api)
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: Path | None) -> KubernetesApi:
+        return cls(api_client(kubeconfig))
+
+    def _events(self, namespace: str | None, **kwargs: Any) -> _Response:
+        kwargs["_preload_content"] = False
+        if namespace:
+            return _Response(_translated(lambda: self._core.list_namespaced_event(namespace, **kwargs)))
+        return _Response(_translated(lambda: self._core.list_event_for_all_namespaces(**kwargs)))
+
+    def list_events(self, namespace: str | None, *, limit: int, continue_token: str | None) -> _Response:
+        kwargs: dict[str, Any] = {"limit": limit, "_request_timeout": REQUEST_TIMEOUT}
+        if continue_token:
+            kwargs["_continue"] = continue_token
+        return self._events(namespace, **kwargs)
+
+    def watch_events(
+        self, namespace: str | None, *, resource_version: str, timeout_seconds: int, idle_timeout: float
+    ) -> _Response:
+        return self._events(
+            namespace,
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds,
+            _request_timeout=(REQUEST_TIMEOUT[0], idle_timeout),
+        )
+
+    def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            response = _translated(
+                lambda: self._coordination.read_namespaced_lease(
+                    name, namespace, _preload_content=False, _request_timeout=LEASE_TIMEOUT
+                )
+            )
+        except ApiError as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return None
+            raise
+        return _Response(response).json()
+
+    def create_lease(self, namespace: str, body: dict[str, Any]) -> bool:
+        try:
+            _translated(
+                lambda: self._coordination.create_namespaced_lease(
+                    namespace, body, _preload_content=False, _request_timeout=LEASE_TIMEOUT
+                )
+            )
+        except ApiError as exc:
+            if exc.status == HTTP_CONFLICT:
+                return False
+            raise
+        return True
+
+    def replace_lease(self, namespace: str, name: str, body: dict[str, Any]) -> bool:
+        try:
+            _translated(
+                lambda: self._coordination.replace_namespaced_lease(
+                    name, namespace, body, _preload_content=False, _request_timeout=LEASE_TIMEOUT
+                )
+            )
+        except ApiError as exc:
+            if exc.status == HTTP_CONFLICT:
+                return False
+            raise
+        return True
