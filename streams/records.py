@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import faust
@@ -44,17 +45,4 @@ class DeadLetter(faust.Record, serializer="json", include_metadata=False):  # ty
 
     @classmethod
     def of(cls, letter: Letter) -> DeadLetter:
-        return cls(
-            stage=letter.stage,
-            reason=letter.reason,
-            detail=letter.detail,
-            topic=letter.topic,
-            partition=letter.partition,
-            offset=letter.offset,
-            original=letter.original,
-            encoding=letter.encoding,
-            key=letter.key,
-            size=letter.size,
-            sha256=letter.sha256,
-            truncated=letter.truncated,
-        )
+        return cls(**dataclasses.asdict(letter))

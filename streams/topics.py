@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 
@@ -26,33 +27,20 @@ def declare(app: faust.App, settings: Settings) -> Topics:
     # The topics take records as large as the producer sends (streams.truncate fits Events under it).
     config = {"max.message.bytes": str(kafka.max_request_bytes)}
 
+    def topic(name: str, value_type: type[Any], **serializers: str) -> faust.TopicT:
+        return app.topic(
+            name,
+            key_type=bytes,
+            value_type=value_type,
+            key_serializer="raw",
+            partitions=partitions,
+            internal=True,
+            config=config,
+            **serializers,
+        )
+
     return Topics(
-        raw=app.topic(
-            kafka.raw_topic,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=partitions,
-            internal=True,
-            config=config,
-        ),
-        clean=app.topic(
-            kafka.clean_topic,
-            key_type=bytes,
-            value_type=CleanEvent,
-            key_serializer="raw",
-            partitions=partitions,
-            internal=True,
-            config=config,
-        ),
-        dead_letter=app.topic(
-            kafka.dead_letter_topic,
-            key_type=bytes,
-            value_type=DeadLetter,
-            key_serializer="raw",
-            partitions=partitions,
-            internal=True,
-            config=config,
-        ),
+        raw=topic(kafka.raw_topic, bytes, value_serializer="raw"),
+        clean=topic(kafka.clean_topic, CleanEvent),
+        dead_letter=topic(kafka.dead_letter_topic, DeadLetter),
     )
