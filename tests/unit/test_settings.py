@@ -75,7 +75,7 @@ def test_kubeconfig_falls_back_to_the_kubeconfig_variable(tmp_path: Path) -> Non
 
 def test_documentation_lists_every_setting_once_with_its_docstring() -> None:
     rows = Settings.documentation()
-    assert len(rows) == len({variable for _, variable, _, _ in rows}) == 56
+    assert len(rows) == len({variable for _, variable, _, _ in rows}) == 60
     assert {group for group, _, _, _ in rows} == {"", "kafka", "kube", "lease", "search", "web", "stages"}
     undocumented = [variable for _, variable, _, doc in rows if not doc]
     assert undocumented == []
