@@ -94,8 +94,8 @@ async def dead_letters(bootstrap: str, topic: str) -> set[tuple[str, str]]:
             for records in batch.values():
                 for record in records:
                     letter = json.loads(record.value)
-                    dedup = letter["stage"] == "dedup"
-                    seen.add((letter["stage"], f"{letter['partition']}:{letter['offset']}" if dedup else letter["sha256"]))
+                    where = f"{letter['partition']}:{letter['offset']}"
+                    seen.add((letter["stage"], where if letter["stage"] == "dedup" else letter["sha256"]))
     finally:
         await consumer.stop()
     return seen
