@@ -126,9 +126,7 @@ def test_every_generated_record_ends_as_a_document_or_a_dead_letter(
     assert 7 in by_count and "7" not in by_count
 
 
-def test_an_agent_that_crashed_and_was_not_restarted_fails_healthz(
-    make_worker: Any, stack: dict[str, str]
-) -> None:
+def test_an_agent_that_crashed_and_was_not_restarted_fails_healthz(make_worker: Any, stack: dict[str, str]) -> None:
     worker = make_worker(app="tests.e2e.poison_app", **NO_INGEST)
     assert worker.get("/healthz")[0] == 200
 
