@@ -23,6 +23,6 @@ async def _poisoned(self: dedup.Dedup, event: Any) -> None:
     await _process(self, event)
 
 
-dedup.Dedup.process = _poisoned  # type: ignore[method-assign]
+dedup.Dedup.process = _poisoned
 app = pipeline.create_app(pipeline.load_settings())
 app.agents["dedup"].supervisor_strategy = ForfeitOneForOneSupervisor
