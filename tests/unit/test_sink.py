@@ -200,3 +200,14 @@ def test_a_letter_for_a_refused_document_near_1_mib_fits_a_kafka_record() -> Non
         letter = letters.build("sink", "http_400", "e" * 10_000, value=value, key="k" * 10**6, topic="t")
         assert len(DeadLetter.of(letter).dumps()) < 1_000_000, filler
         assert letter.truncated and letter.size > 1_000_000
+
+
+async def test_a_clean_record_with_fields_of_the_wrong_type_costs_its_own_dead_letter() -> None:
+    broken = clean("x")
+    broken.time = "not a number"  # type: ignore[assignment]
+    odd = clean("y")
+    odd.event = ["not", "an", "object"]  # type: ignore[assignment]
+    client, rejected = await run([[201]], [broken, clean("a"), odd])
+    assert client.bulks == [["a:1"]]
+    assert [(r.event.uid, r.reason) for r in rejected] == [("x", "internal_error"), ("y", "internal_error")]
+    assert "TypeError" in rejected[0].error
