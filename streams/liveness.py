@@ -63,11 +63,13 @@ def check_agents(app: Any, crashed: set[str]) -> None:
 
 
 async def watch(app: Any) -> None:
-    """The heartbeat and agent check, until the app stops."""
+    """The heartbeat, until cancelled (it goes on while the worker stops, a stall then is news too),
+    and the agent check while the app runs."""
     crashed: set[str] = set()
-    while not app.should_stop:
+    while True:
         LIVENESS.beat(LOOP, within=LOOP_BLOCKED_AFTER, detail="event loop running")
-        check_agents(app, crashed)
+        if not app.should_stop:
+            check_agents(app, crashed)
         await asyncio.sleep(BEAT_INTERVAL)
 
 

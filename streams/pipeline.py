@@ -121,12 +121,21 @@ class App(faust.App):
             # A rebalance: Faust's own wait, so revoked partitions are done with before they move.
             await super()._consumer_wait_empty(consumer, logger)
             return
+        # Faust's own wait has no bound, and swallows the cancellation that would impose one
+        # (while the search engine is down the sink's records are never acknowledged). The same
+        # wait, bounded: records acknowledged meanwhile are committed; the rest is left unacknowledged
+        # and uncommitted, for the next owner of the partitions.
+        loop = asyncio.get_running_loop()
         drain = self.settings.stages.shutdown_timeout * DRAIN_SHARE
-        try:
-            await asyncio.wait_for(super()._consumer_wait_empty(consumer, logger), drain)
-        except TimeoutError:
-            # What is not acknowledged is not committed: the next owner of the partitions redoes it.
-            logs.warning(log, "shutdown_drain_timeout", seconds=f"{drain:g}")
+        deadline = loop.time() + drain
+        logger.info("Wait for streams (at most %.0fs)...", drain)
+        while consumer._unacked_messages and loop.time() < deadline:
+            await consumer.commit()
+            await asyncio.sleep(0.1)
+            consumer._clean_unacked_messages()
+        if left := len(consumer._unacked_messages):
+            logs.warning(log, "shutdown_drain_timeout", seconds=f"{drain:g}", unacknowledged=left)
+        await consumer.commit()
 
     def _new_transport(self) -> _Transport:
         return _Transport(self.conf.broker_consumer, self)
