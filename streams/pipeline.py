@@ -114,7 +114,24 @@ class App(faust.App):
         timer = threading.Timer(timeout, _shutdown_overdue, args=(timeout,))
         timer.daemon = True
         timer.start()
+        await self._stop_ingest(timeout * DRAIN_SHARE)
         await super().on_stop()
+
+    async def _stop_ingest(self, bound: float) -> None:
+        """End the ingest task first, through its own shutdown path (its ``finally``: the watch stops,
+        in-flight sends are flushed while the producer still runs, the Lease is released with the last
+        acknowledged checkpoint). Faust would cancel it only after stopping the producer."""
+        tasks = [
+            future
+            for future in self._futures
+            if getattr(getattr(future, "__wrapped__", None), "__qualname__", "").endswith("<locals>.ingest")
+        ]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=bound)
+            if pending:
+                logs.warning(log, "ingest_stop_timeout", seconds=f"{bound:g}")
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         if not self.stopping.is_set():
