@@ -49,8 +49,12 @@ def check_agents(app: Any, crashed: set[str]) -> None:
         problems = agent_problems(agent)
         if problems and short not in crashed:
             crashed.add(short)
-            metrics.AGENT_CRASHES.labels(agent=short).inc()
-            logs.error(log, "agent_down", agent=short, problems="; ".join(problems))
+            if all("CancelledError" in problem for problem in problems):
+                # Faust restarts an agent's actors this way on a rebalance: no crash.
+                logs.info(log, "agent_restarting", agent=short, problems="; ".join(problems))
+            else:
+                metrics.AGENT_CRASHES.labels(agent=short).inc()
+                logs.error(log, "agent_down", agent=short, problems="; ".join(problems))
         elif not problems and short in crashed:
             crashed.discard(short)
             logs.info(log, "agent_running_again", agent=short)

@@ -32,6 +32,12 @@ ATTEMPT_TIMEOUT = 5.0
 EXIT_STATUS = 3
 
 
+class _Server(ThreadingHTTPServer):
+    # Faust's server binds the same port right after this one closes.
+    allow_reuse_address = True
+    daemon_threads = True
+
+
 class StartupServer:
     """/healthz and /readyz on ``bind:port`` from a thread, until :meth:`close`."""
 
@@ -56,9 +62,7 @@ class StartupServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer((bind, port), Handler)
-        self._server.daemon_threads = True
+        self._server = _Server((bind, port), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, name="startup-web", daemon=True)
         self._thread.start()
 
