@@ -234,3 +234,17 @@ async def test_deeply_nested_json_is_a_dead_letter(dedup: Any, sent: Sent) -> No
         await agent.put(raw("s", "1"), key=b"s")
     assert [c.uid for c in sent.clean] == ["s"]
     assert [d.reason for d in sent.dead] == ["too_deep", "too_deep"]
+
+
+async def test_a_record_that_would_grow_past_a_kafka_record_on_the_clean_topic_is_a_dead_letter(
+    dedup: Any, sent: Sent
+) -> None:
+    # 900 kB of UTF-8 on the raw topic; Faust writes JSON with \u escapes: six bytes a character.
+    body = json.loads(raw("wide", "1"))
+    body["message"] = "\u4e2d" * 300_000
+    async with dedup.test_context() as agent:
+        await agent.put(json.dumps(body, ensure_ascii=False).encode(), key=b"wide")
+        await agent.put(raw("narrow", "1"), key=b"narrow")
+    assert [c.uid for c in sent.clean] == ["narrow"]
+    assert [d.reason for d in sent.dead] == ["too_large"]
+    assert "clean record" in sent.dead[0].detail
