@@ -178,8 +178,9 @@ def classify(response: dict[str, Any], count: int) -> tuple[list[int], list[tupl
 class Indexer:
     """Indexes batches of clean events; ``dead_letter`` is awaited for each refused document.
 
-    ``stopping`` is set when the worker stops: back-off ends at once, a request in flight gets
-    :data:`STOP_GRACE` to finish, and :class:`Abandoned` is raised rather than another attempt.
+    ``stopping`` is set when the worker stops: requests that succeed go on (the streams drain), but a
+    request gets at most :data:`STOP_GRACE` and a failure raises :class:`Abandoned` rather than
+    waiting to try again.
     """
 
     def __init__(
@@ -232,8 +233,8 @@ class Indexer:
         pending = request
         backoff = Backoff()
         while pending:
-            if self._stopping.is_set():
-                raise Abandoned(f"{len(pending)} documents not indexed")
+            # While the worker stops, requests go on as long as they succeed (the streams drain);
+            # the first failure, or a request slower than STOP_GRACE, abandons the batch.
             started = time.perf_counter()
             try:
                 response = await self._attempt(self._client.bulk(b"".join(one.lines for one in pending)))

@@ -174,3 +174,18 @@ def _status(worker: Any, path: str) -> int:
         return int(worker.get(path, timeout=1)[0])
     except OSError:
         return 0
+
+
+def test_sigterm_with_everything_up_drains_and_exits_promptly(
+    make_worker: Any, stack: dict[str, str], es_client: Elasticsearch
+) -> None:
+    worker = make_worker(**NO_INGEST)
+    values = [json.dumps(_event(f"drain-{i}", 1)).encode() for i in range(200)]
+    asyncio.run(produce(stack["DEVSTACK_KAFKA_BOOTSTRAP"], worker.env["K8SEV_TOPIC"], values))
+    wait_for("200 documents", lambda: len(documents(es_client, worker.index_prefix)) == 200, timeout=90)
+    began = time.monotonic()
+    code = worker.stop()
+    took = time.monotonic() - began
+    log = worker.log.read_text()
+    assert code == 0 and took < 10, (code, took, worker.tail())
+    assert "event=shutdown_drain_timeout" not in log and "event=sink_batch_abandoned" not in log

@@ -211,3 +211,11 @@ async def test_a_clean_record_with_fields_of_the_wrong_type_costs_its_own_dead_l
     assert client.bulks == [["a:1"]]
     assert [(r.event.uid, r.reason) for r in rejected] == [("x", "internal_error"), ("y", "internal_error")]
     assert "TypeError" in rejected[0].error
+
+
+async def test_while_stopping_requests_that_succeed_go_on() -> None:
+    stopping = asyncio.Event()
+    stopping.set()
+    client = ScriptedClient([[201, 201]])
+    await Indexer(SETTINGS, client, lambda r: asyncio.sleep(0), stopping=stopping).index([clean("a"), clean("b")])  # type: ignore[arg-type]
+    assert client.bulks == [["a:1", "b:1"]]
