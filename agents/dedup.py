@@ -43,8 +43,20 @@ def to_clean(
     )
 
 
+#: A clean record must fit in one Kafka record (the broker's default ``max.message.bytes`` is about
+#: 1 MiB). Faust writes JSON with ``\\u`` escapes, so a raw record under the decode limit can come out
+#: up to six times larger; only records that could, are measured.
+CLEAN_RECORD_LIMIT = 1_000_000
+_MAY_GROW_PAST_LIMIT = CLEAN_RECORD_LIMIT // 6 - 1024
+
+
 class Dedup:
-    """One raw record in, at most one clean record out (or one dead letter)."""
+    """One raw record in, exactly one of: a clean record, a dead letter, or a drop as a known version.
+
+    Nothing about one record stops the stream: any exception while decoding or transforming it
+    dead-letters it as ``internal_error`` (with the exception's type), and the next record follows.
+    Errors of Kafka itself are not the record's fault and are not caught here.
+    """
 
     def __init__(self, topics: Topics, memory: DedupMemory) -> None:
         self._topics = topics
@@ -77,28 +89,46 @@ class Dedup:
 
     async def process(self, event: EventT) -> None:
         try:
-            body = events.decode(event.message.value)
+            outcome = self.transform(event.message.value)
         except events.RejectedRecord as exc:
             await self.reject(exc.reason, exc.detail, event)
             return
-        when = events.event_time(body)
-        if when is None:
-            await self.reject("no_event_time", "none of the time fields parses as RFC 3339", event)
+        except Exception as exc:  # noqa: BLE001 - one record's fault: its dead letter, and the stream goes on
+            await self.reject("internal_error", f"{type(exc).__name__}: {exc}", event)
             return
-        uid, resource_version = identity = events.identity(body)
-        count = events.occurrence_count(body)
-        decision = decide(self._memory.recall(uid), resource_version, count)
-        if not decision.deliver:
-            metrics.DEDUP_DROPPED.labels(verdict=decision.verdict).inc()
+        if isinstance(outcome, str):
+            metrics.DEDUP_DROPPED.labels(verdict=outcome).inc()
             return
-        clean = to_clean(body, decision.occurrences, when, identity)
+        clean, count = outcome
+        uid, resource_version = clean.uid, clean.resource_version
         # Sent before the table remembers it, so a crash in between repeats the version (harmless:
         # same document id) rather than losing it.
         await self._topics.clean.send(key=uid.encode(), value=clean, force=True)
         self._memory.remember(uid, Seen(resource_version, count))
         metrics.by_type_and_namespace(metrics.DEDUP_DELIVERED, clean.type, clean.namespace).inc()
-        if decision.occurrences:
-            metrics.by_type_and_namespace(metrics.OCCURRENCES, clean.type, clean.namespace).inc(decision.occurrences)
+        if clean.occurrences:
+            metrics.by_type_and_namespace(metrics.OCCURRENCES, clean.type, clean.namespace).inc(clean.occurrences)
+
+    def transform(self, value: Any) -> tuple[CleanEvent, int] | str:
+        """The clean record of a raw value and its count, or the verdict of a known version.
+
+        Raises :class:`events.RejectedRecord` for a record that cannot become a document.
+        """
+        body = events.decode(value)
+        when = events.event_time(body)
+        if when is None:
+            raise events.RejectedRecord("no_event_time", "none of the time fields parses as RFC 3339")
+        uid, resource_version = identity = events.identity(body)
+        count = events.occurrence_count(body)
+        decision = decide(self._memory.recall(uid), resource_version, count)
+        if not decision.deliver:
+            return decision.verdict
+        clean = to_clean(body, decision.occurrences, when, identity)
+        if len(value) > _MAY_GROW_PAST_LIMIT:
+            size = len(clean.dumps())
+            if size > CLEAN_RECORD_LIMIT:
+                raise events.RejectedRecord("too_large", f"clean record {size} bytes, limit {CLEAN_RECORD_LIMIT}")
+        return clean, count
 
 
 def install(app: faust.App, settings: Settings, topics: Topics, memory: DedupMemory) -> Any:

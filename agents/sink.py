@@ -2,54 +2,62 @@
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 
 import faust
 from faust.types import EventT, StreamT
 
-from streams import letters, logs
+from streams import events, letters, logs
 from streams.records import CleanEvent, DeadLetter
 from streams.search import SearchClient
 from streams.settings import Settings
-from streams.sink import Indexer, Rejection
+from streams.sink import Abandoned, Indexer, Rejection
 from streams.topics import Topics
 
 log = logging.getLogger(__name__)
 
 
-def install(app: faust.App, settings: Settings, topics: Topics) -> None:
+def install(app: faust.App, settings: Settings, topics: Topics, stopping: asyncio.Event | None = None) -> None:
+    """Register the sink agent; ``stopping`` (set when the worker stops) ends its retrying."""
+
     async def dead_letter(rejection: Rejection) -> None:
         item = rejection.event
         letter = letters.build(
             "sink",
-            f"http_{rejection.status}",
+            rejection.reason or f"http_{rejection.status}",
             rejection.error,
             # The Event as the raw topic carries it, so it can be fixed and produced there again.
-            value=json.dumps(item.event, ensure_ascii=False, separators=(",", ":")).encode(),
-            key=item.uid,
+            value=events.encode_json(item.event),
+            key=str(item.uid),
             topic=settings.kafka.clean_topic,
         )
         # Awaited to the broker's acknowledgement: the batch is acked right after.
-        await (await topics.dead_letter.send(key=item.uid.encode(), value=DeadLetter.of(letter), force=True))
+        key = (letter.key or "").encode("utf-8", "replace")
+        await (await topics.dead_letter.send(key=key, value=DeadLetter.of(letter), force=True))
         logs.warning(
             log,
             "document_rejected",
-            uid=item.uid,
-            resource_version=item.resource_version,
+            uid=letter.key,
+            resource_version=str(item.resource_version)[:100],
             status=rejection.status,
             error=rejection.error[:300],
         )
 
     async def sink(stream: StreamT[CleanEvent]) -> None:
         client = SearchClient(settings)
-        indexer = Indexer(settings, client, dead_letter)
+        indexer = Indexer(settings, client, dead_letter, stopping=stopping)
+        taken: list[EventT] = []
         try:
             async for batch in stream.noack_take(settings.stages.bulk_size, within=settings.stages.bulk_within):
-                taken: list[EventT] = list(batch)  # noack_take yields events, not values
+                taken = list(batch)  # noack_take yields events, not values
                 await indexer.index([e.value for e in taken])
                 for event in taken:
                     await stream.ack(event)
+                taken = []
+        except Abandoned as exc:
+            # Not acknowledged, so not committed: the next owner of these partitions indexes them.
+            logs.warning(log, "sink_batch_abandoned", documents=len(taken), reason=str(exc))
         finally:
             await client.close()
 

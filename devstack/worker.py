@@ -126,6 +126,8 @@ class Worker:
 
     env: dict[str, str]
     log: Path
+    #: What ``faust -A`` loads: the project's app, or a test's own module built on it.
+    app: str = "streams"
     proc: subprocess.Popen[bytes] | None = None
     started_at: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -165,7 +167,7 @@ class Worker:
         self.started_at = time.monotonic()
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "faust", "-A", "streams", "worker", "--loglevel", "info"],
+                [sys.executable, "-m", "faust", "-A", self.app, "worker", "--loglevel", "info"],
                 cwd=ROOT,
                 env=self.env,
                 stdout=out,

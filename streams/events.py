@@ -29,6 +29,14 @@ _RFC3339 = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\
 
 MAX_RECORD_BYTES = 1_000_000
 
+#: Deepest nesting of objects and arrays a record may have. A Kubernetes Event nests about six
+#: levels; the engines refuse mappings deeper than 20. Deeper input is refused here, before it can
+#: exhaust the interpreter's recursion limit in a serializer further on.
+MAX_DEPTH = 100
+
+#: Largest count a document can carry: the index template maps ``count`` as a long.
+MAX_COUNT = 2**63 - 1
+
 
 class RejectedRecord(ValueError):
     """A raw record that cannot become a document; ``reason`` is a stable, bounded label."""
@@ -52,17 +60,52 @@ def decode(raw: bytes | str | None) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise RejectedRecord("invalid_utf8", str(exc)) from None
     try:
-        event = json.loads(text)
+        event = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
+        raise RejectedRecord("invalid_json", str(exc)) from None
+    except RecursionError:
+        raise RejectedRecord("too_deep", f"nested deeper than the decoder can follow (limit {MAX_DEPTH})") from None
+    except _NotJson as exc:
         raise RejectedRecord("invalid_json", str(exc)) from None
     if not isinstance(event, dict):
         raise RejectedRecord("not_an_object", f"JSON {type(event).__name__}, expected an object")
+    # Nesting deeper than the limit needs more opening brackets than the limit: a count in C first.
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and nesting_exceeds(event, MAX_DEPTH):
+        raise RejectedRecord("too_deep", f"objects and arrays nested deeper than {MAX_DEPTH} levels")
     uid, resource_version = identity(event)
     if not uid:
         raise RejectedRecord("missing_uid", "metadata.uid is missing or empty")
     if not resource_version:
         raise RejectedRecord("missing_resource_version", "metadata.resourceVersion is missing or empty")
     return event
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    # Python's decoder takes NaN and Infinity, which no search engine (nor strict JSON) accepts.
+    raise _NotJson(f"{name} is not a JSON value")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _NotJson(f"number {text[:40]} is out of range")
+    return value
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether objects and arrays in ``value`` nest deeper than ``limit`` (iterative: no recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 def identity(event: dict[str, Any]) -> tuple[str, str]:
@@ -133,15 +176,33 @@ def format_time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
+_DIGITS = re.compile(r"[0-9]{1,19}")
+
+
+def count_value(value: Any) -> int | None:
+    """A ``count`` or ``series.count`` as the whole number it stands for, or None if it is none.
+
+    THE rule, for the counts and the document alike: a JSON integer from 0 to 2**63-1 (a long), or
+    a string of decimal digits in that range (``"7"`` is 7). Anything else (a negative, a fraction,
+    a bool, any other string, an object) is no count at all.
+    """
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT:
+        return value
+    return None
+
+
 def occurrence_count(event: dict[str, Any]) -> int:
     """How many times this event has happened so far, by the API server's account.
 
-    ``series.count`` for events.k8s.io-style series, else ``count``; an event with neither
-    (or with 0, as events.k8s.io writers leave it) has happened once.
+    ``series.count`` for events.k8s.io-style series, else ``count``, each read by
+    :func:`count_value`; an event with neither (or with 0, as events.k8s.io writers leave it, or
+    with no valid count) has happened once.
     """
     for path in (("series", "count"), ("count",)):
-        value = _dig(event, path)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        value = count_value(_dig(event, path))
+        if value:
             return value
     return 1
 
@@ -150,11 +211,28 @@ def to_document(event: dict[str, Any], cluster: str, when: datetime) -> dict[str
     """The Elasticsearch document: the Event as the API returned it, plus ``@timestamp`` and ``cluster``.
 
     Nothing else is added, so the Logstash path (which cannot know more) indexes the same document.
+    ``count`` and ``series.count`` are written as :func:`count_value` reads them (a digit string
+    as its number, anything else as null), so the document says what the counts counted and the
+    index's ``long`` mapping never refuses it.
     """
     doc = dict(strip_managed_fields(event))
+    if "count" in doc:
+        doc["count"] = count_value(doc["count"])
+    series = doc.get("series")
+    if isinstance(series, dict) and "count" in series:
+        doc["series"] = {**series, "count": count_value(series["count"])}
     doc["@timestamp"] = format_time(when)
     doc["cluster"] = cluster
     return doc
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON of a decoded value; a lone surrogate (valid as a ``\\u`` escape in JSON, not
+    in UTF-8) is written escaped rather than raising."""
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    except UnicodeEncodeError:
+        return json.dumps(value, separators=(",", ":")).encode()
 
 
 def encode_raw(event: dict[str, Any]) -> bytes:

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from streams import logs, metrics
 from streams.clock import Clock
-from streams.health import READINESS
+from streams.health import LIVENESS, READINESS
 from streams.kube import KubeApi
 from streams.leader import Checkpoint, LeaseHealth, Message, Started, Stopped
 from streams.watch import Handoff, Watcher, WatchItem, WatchSettings
@@ -198,7 +198,19 @@ class IngestController:
         """Run ``elector`` in its own thread; its messages arrive through :meth:`post`."""
         READINESS.set("ingest", True, "following")
         self._elector = elector
-        self._election = self._spawn("ingest-election", elector.run)
+        LIVENESS.set("election", True, "running")
+
+        def election() -> None:
+            # /healthz must fail if the election dies: nobody would ever watch again.
+            try:
+                elector.run()
+            except BaseException as exc:
+                LIVENESS.set("election", False, f"thread died: {type(exc).__name__}: {str(exc)[:200]}")
+                raise
+            if not self.stopping:
+                LIVENESS.set("election", False, "thread ended while ingest runs")
+
+        self._election = self._spawn("ingest-election", election)
 
     def handle(self, message: Message) -> None:
         if isinstance(message, LeaseHealth):

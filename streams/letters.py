@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from dataclasses import dataclass
 
 #: Kafka refuses records over about 1 MB by default; a letter must fit with room to spare.
 MAX_ORIGINAL_BYTES = 256 * 1024
+#: The original as the letter's JSON writes it (``\\u`` escapes: up to six bytes per input byte).
+MAX_ORIGINAL_JSON = 512 * 1024
 MAX_DETAIL_CHARS = 2000
+MAX_KEY_CHARS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +59,14 @@ def build(
             original, encoding = kept[: exc.start].decode("utf-8", "replace"), "utf-8"
         else:
             original, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+    truncated = len(kept) < len(raw)
+    escaped = len(json.dumps(original))
+    while escaped > MAX_ORIGINAL_JSON:
+        truncated = True
+        # Control characters or astral code points escape to 6-12 bytes each: cut the text further.
+        original = original[: len(original) * MAX_ORIGINAL_JSON // escaped - 16]
+        escaped = len(json.dumps(original))
+    text_key = key.decode("utf-8", "replace") if isinstance(key, bytes) else key
     return Letter(
         stage=stage,
         reason=reason,
@@ -64,8 +76,8 @@ def build(
         offset=offset,
         original=original,
         encoding=encoding,
-        key=key.decode("utf-8", "replace") if isinstance(key, bytes) else key,
+        key=text_key[:MAX_KEY_CHARS] if text_key is not None else None,
         size=len(raw),
         sha256=hashlib.sha256(raw).hexdigest(),
-        truncated=len(kept) < len(raw),
+        truncated=truncated,
     )

@@ -167,6 +167,24 @@ BULK_RETRIES = Counter(
     ["cause"],
     registry=REGISTRY,
 )
+BULK_FAILURES = Counter(
+    "k8sev_bulk_failures_total",
+    "Whole requests to the search engine that failed, by cause (http_<status>, timeout, connection, error) "
+    "and whether the cause will not pass by itself (401, 403, 404, 400)",
+    ["cause", "permanent"],
+    registry=REGISTRY,
+)
+AGENT_CRASHES = Counter(
+    "k8sev_agent_crashes_total",
+    "Crashes of an agent's actor seen by the health watch (Faust's supervisor restarts it)",
+    ["agent"],
+    registry=REGISTRY,
+)
+LOOP_BLOCKED = Counter(
+    "k8sev_loop_blocked_total",
+    "Times the event loop's heartbeat stopped for longer than the liveness bound",
+    registry=REGISTRY,
+)
 SEARCH_UP = Gauge(
     "k8sev_search_up",
     "1 while the last request to the search engine succeeded",

@@ -11,14 +11,19 @@ Each stage is one name in three places: its pure logic in ``streams/<stage>.py``
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import ssl
 import sys
+import threading
+from typing import Any
 
 import faust
+from aiokafka.client import AIOKafkaClient
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from streams import logs, topics, web
+from streams import liveness, logs, startup, topics, web
 from streams.agents import counts, dedup, ingest, retention, sink
 from streams.explorer import web as explorer
 from streams.settings import Settings, SettingsError
@@ -48,10 +53,107 @@ class _Transport(aiokafka_driver.Transport):
     Producer = _IdempotentProducer
 
 
+#: Of the shutdown timeout, the share given to draining the streams (records in flight finishing and
+#: being acknowledged); the rest is for committing, releasing the Lease and closing connections.
+DRAIN_SHARE = 1 / 3
+
+
 class App(faust.App):
-    """Faust's app with an idempotent producer, carrying the settings it was built from."""
+    """Faust's app with an idempotent producer, carrying the settings it was built from.
+
+    Start-up waits for Kafka with probes answering (:mod:`streams.startup`); shutdown is bounded by
+    ``K8SEV_SHUTDOWN_TIMEOUT`` whatever the search engine or Kafka do.
+    """
 
     settings: Settings
+    #: Set when the worker starts to stop: retry loops (the sink's) end instead of waiting.
+    stopping: asyncio.Event
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        liveness.start_watchdog()
+        self.add_future(liveness.watch(self))
+        await self._wait_for_kafka()
+
+    async def _wait_for_kafka(self) -> None:
+        settings = self.settings
+        brokers = ",".join(settings.kafka.brokers)
+        try:
+            server: startup.StartupServer | None = startup.StartupServer(settings.web.bind, settings.web.port)
+        except OSError as exc:
+            logs.warning(log, "startup_server_unavailable", port=settings.web.port, error=str(exc))
+            server = None
+        try:
+            reached = await startup.wait_for_kafka(
+                self._probe_kafka, brokers=brokers, give_up_after=settings.kafka.startup_timeout, server=server
+            )
+        finally:
+            if server is not None:
+                server.close()
+        if not reached:
+            startup.give_up(brokers, settings.kafka.startup_timeout)
+
+    async def _probe_kafka(self) -> None:
+        """Raise unless a broker answers with the cluster's metadata, controller included."""
+        auth = aiokafka_driver.credentials_to_aiokafka_auth(self.conf.broker_credentials)
+        client = AIOKafkaClient(
+            bootstrap_servers=aiokafka_driver.server_list(self.conf.broker, 9092),
+            request_timeout_ms=int(startup.ATTEMPT_TIMEOUT * 1000),
+            **auth,
+        )
+        try:
+            await client.bootstrap()
+            if not client.cluster.brokers() or client.cluster.controller is None:
+                raise ConnectionError("the cluster has no controller yet")
+        finally:
+            await client.close()
+
+    async def on_stop(self) -> None:
+        self.stopping.set()
+        timeout = self.settings.stages.shutdown_timeout
+        logs.info(log, "shutdown_started", timeout=f"{timeout:g}s")
+        timer = threading.Timer(timeout, _shutdown_overdue, args=(timeout,))
+        timer.daemon = True
+        timer.start()
+        await self._stop_ingest(timeout * DRAIN_SHARE)
+        await super().on_stop()
+
+    async def _stop_ingest(self, bound: float) -> None:
+        """End the ingest task first, through its own shutdown path (its ``finally``: the watch stops,
+        in-flight sends are flushed while the producer still runs, the Lease is released with the last
+        acknowledged checkpoint). Faust would cancel it only after stopping the producer."""
+        tasks = [
+            future
+            for future in self._futures
+            if getattr(getattr(future, "__wrapped__", None), "__qualname__", "").endswith("<locals>.ingest")
+        ]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=bound)
+            if pending:
+                logs.warning(log, "ingest_stop_timeout", seconds=f"{bound:g}")
+
+    async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
+        if not self.stopping.is_set():
+            # A rebalance: Faust's own wait, so revoked partitions are done with before they move.
+            await super()._consumer_wait_empty(consumer, logger)
+            return
+        # Faust's own wait has no bound, and swallows the cancellation that would impose one
+        # (while the search engine is down the sink's records are never acknowledged). The same
+        # wait, bounded: records acknowledged meanwhile are committed; the rest is left unacknowledged
+        # and uncommitted, for the next owner of the partitions.
+        loop = asyncio.get_running_loop()
+        drain = self.settings.stages.shutdown_timeout * DRAIN_SHARE
+        deadline = loop.time() + drain
+        logger.info("Wait for streams (at most %.0fs)...", drain)
+        while consumer._unacked_messages and loop.time() < deadline:
+            await consumer.commit()
+            await asyncio.sleep(0.1)
+            consumer._clean_unacked_messages()
+        if left := len(consumer._unacked_messages):
+            logs.warning(log, "shutdown_drain_timeout", seconds=f"{drain:g}", unacknowledged=left)
+        await consumer.commit()
 
     # Faust leaves the transports' loop unset, and they then make one of their own that nobody
     # closes; they must run on the app's.
@@ -60,6 +162,14 @@ class App(faust.App):
 
     def _new_producer_transport(self) -> _Transport:
         return _Transport(self.conf.broker_producer, self, loop=self.loop)
+
+
+def _shutdown_overdue(timeout: float) -> None:
+    # On a thread: the loop may be the thing that is stuck.
+    logs.error(log, "shutdown_timeout", seconds=f"{timeout:g}", note="exiting without finishing the shutdown")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(1)
 
 
 def broker_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
@@ -110,6 +220,7 @@ def create_app(settings: Settings) -> App:
         web_enabled=True,
     )
     app.settings = settings
+    app.stopping = asyncio.Event()
     declared = topics.declare(app, settings)
 
     if settings.runs_ingest:
@@ -119,7 +230,7 @@ def create_app(settings: Settings) -> App:
         dedup.install(app, settings, declared, dedup_tables.declare(app, settings))
         counted = count_tables.declare(app, settings)
         counts.install(app, settings, declared, counted)
-        sink.install(app, settings, declared)
+        sink.install(app, settings, declared, app.stopping)
         retention.install(app, settings)
     web.install(app, settings, declared, counted)
     explorer.install(app, settings)

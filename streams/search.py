@@ -112,8 +112,9 @@ class SearchClient:
     async def put_index_template(self, name: str, body: Mapping[str, Any]) -> None:
         await self._client.indices.put_index_template(name=name, body=dict(body))
 
-    async def bulk(self, operations: Sequence[Mapping[str, Any]], refresh: bool = False) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"body": list(operations)}
+    async def bulk(self, operations: Sequence[Mapping[str, Any]] | bytes, refresh: bool = False) -> dict[str, Any]:
+        """A bulk request: actions and documents, or a body already serialized as NDJSON lines."""
+        kwargs: dict[str, Any] = {"body": operations if isinstance(operations, bytes) else list(operations)}
         if refresh:
             kwargs["refresh"] = "true"
         response = await self._client.bulk(**kwargs)

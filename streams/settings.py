@@ -80,6 +80,10 @@ class KafkaSettings:
     """Largest record the producer sends, and the ``max.message.bytes`` of the topics the worker creates
     (checked against an existing raw topic at start-up). 1 MiB is Kafka's default; a bigger Event is cut
     to fit and marked ``truncated``."""
+    startup_timeout: float = setting("KAFKA_STARTUP_TIMEOUT", "5m", v.positive_duration)
+    """How long start-up waits for a reachable broker (a line per attempt, /healthz answering) before the
+    worker exits non-zero: rides out a broker's rolling restart, and a wrong address still shows as
+    CrashLoopBackOff within minutes."""
     session_timeout: float = setting("SESSION_TIMEOUT", "30s", v.positive_duration)
     """A worker silent this long leaves the consumer group. Faust's 60 s keeps a killed worker's partitions
     idle a whole minute; 30 s halves that and still rides out long GC or I/O pauses."""
@@ -191,12 +195,21 @@ class StageSettings:
     """Longest wait to fill a count batch: the count views lag the clean topic by about this much."""
     bulk_size: int = setting("BULK_SIZE", "500", v.positive_int)
     """Documents per bulk request: Elasticsearch's guidance is a few MB per request; 500 events is about 1 MB."""
+    bulk_bytes: int = setting("BULK_BYTES", "10000000", v.positive_int)
+    """Bytes per bulk request at most (a larger batch goes as several requests): 10 MB is in the engines'
+    recommended 5-15 MB and a tenth of their ``http.max_content_length`` (100 MB). A 413 still splits."""
     bulk_within: float = setting("BULK_WITHIN", "1s", v.positive_duration)
     """Longest wait to fill a bulk request: bounds latency at low rates to about the refresh interval."""
+    sink_unready_after: float = setting("SINK_UNREADY_AFTER", "1m", v.positive_duration)
+    """/readyz fails once bulk requests have failed this long without a success: long enough to ride out
+    an engine's restart or a GC pause, short enough that an alert sees a stuck sink within minutes."""
     retention_days: int = setting("RETENTION_DAYS", "30", v.non_negative_int)
     """Delete daily indices older than this; 0: never. A month covers most post-mortems."""
     retention_interval: float = setting("RETENTION_INTERVAL", "1h", v.positive_duration)
     """How often retention runs; hourly is plenty for daily indices."""
+    shutdown_timeout: float = setting("SHUTDOWN_TIMEOUT", "30s", v.positive_duration)
+    """Longest SIGTERM-to-exit: half the Deployment's 60 s grace period, so the Lease is released and
+    offsets committed before a SIGKILL. A batch not indexed by then is left for the next owner."""
     data_dir: Path | None = setting("DATA_DIR", "", v.optional_dir)
     """Faust table state; empty: ``$XDG_STATE_HOME/k8s-event-streams/<app id>`` (``~/.local/state/...``)."""
 

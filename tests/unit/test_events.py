@@ -111,10 +111,74 @@ def test_doc_id_is_uid_and_resource_version() -> None:
         ({"count": True}, 1),
         ({"count": 1, "series": {"count": 9}}, 9),
         ({"count": 3, "series": None}, 3),
+        ({"count": "7"}, 7),
+        ({"count": 1, "series": {"count": "12"}}, 12),
+        ({"count": -4}, 1),
+        ({"count": 7.0}, 1),
+        ({"count": "7.5"}, 1),
+        ({"count": "-7"}, 1),
+        ({"count": " 7"}, 1),
+        ({"count": "seven"}, 1),
+        ({"count": 2**63}, 1),
+        ({"count": str(2**63)}, 1),
+        ({"count": 4, "series": {"count": "x"}}, 4),
+        ({"count": 4, "series": {"count": -1}}, 4),
     ],
 )
 def test_occurrence_count(fields: dict[str, object], expected: int) -> None:
     assert events.occurrence_count(make_event(**fields)) == expected
+
+
+COUNT_VALUES = st.one_of(
+    st.integers(), st.integers(0, 10**20).map(str), st.text(max_size=6), st.floats(), st.booleans(), st.none(),
+    st.lists(st.integers(), max_size=2),
+)  # fmt: skip
+
+
+@given(COUNT_VALUES, st.one_of(st.none(), st.fixed_dictionaries({"count": COUNT_VALUES})))
+def test_the_document_says_what_the_counts_count(count: object, series: object) -> None:
+    """Whatever ``count`` and ``series.count`` hold, the document's numbers are the counted ones."""
+    event = make_event(count=count, series=series)
+    doc = events.to_document(event, "c", datetime(2020, 1, 1, tzinfo=UTC))
+    counted = events.occurrence_count(event)
+    shown = [doc["series"]["count"] if series else None, doc["count"]]
+    for value in shown:
+        # What the index maps as long: a whole number in range, or null.
+        assert value is None or (type(value) is int and 0 <= value <= events.MAX_COUNT)
+    assert counted == next((value for value in shown if value), 1)
+
+
+def test_a_digit_string_count_is_indexed_as_its_number_and_junk_as_null() -> None:
+    when = datetime(2020, 1, 1, tzinfo=UTC)
+    doc = events.to_document(make_event(count="7", series={"count": "x", "lastObservedTime": None}), "c", when)
+    assert (doc["count"], doc["series"]) == (7, {"count": None, "lastObservedTime": None})
+    assert "count" not in events.to_document({"metadata": {}}, "c", when)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 50_000 + b"]" * 50_000, "too_deep"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "too_deep"),
+        (
+            json.dumps(make_event(message=[[[[["x"]]]]])).replace('"x"', "[" * 200 + "1" + "]" * 200).encode(),
+            "too_deep",
+        ),
+        (b'{"metadata":{"uid":"u","resourceVersion":"1"},"count":NaN}', "invalid_json"),
+        (b'{"metadata":{"uid":"u","resourceVersion":"1"},"count":-Infinity}', "invalid_json"),
+        (b'{"metadata":{"uid":"u","resourceVersion":"1"},"count":1e999}', "invalid_json"),
+    ],
+)
+def test_decode_refuses_what_would_break_a_serializer_later(raw: bytes, reason: str) -> None:
+    with pytest.raises(events.RejectedRecord) as caught:
+        events.decode(raw)
+    assert caught.value.reason == reason
+
+
+def test_decode_takes_nesting_up_to_the_limit() -> None:
+    value = make_event(message="x")
+    text = json.dumps(value).replace('"x"', "[" * (events.MAX_DEPTH - 1) + "1" + "]" * (events.MAX_DEPTH - 1))
+    assert events.decode(text.encode())["metadata"] == value["metadata"]
 
 
 def test_decode_accepts_an_event() -> None:

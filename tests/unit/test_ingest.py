@@ -6,6 +6,7 @@ The checkpoint only moves over events Kafka acknowledged, in watch order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.health import READINESS
+from streams.health import LIVENESS, READINESS
 from streams.ingest import AckTracker, IngestController, SendFailed
 from streams.leader import Checkpoint, LeaseHealth, Started, Stopped
 from streams.watch import WatchItem, WatchSettings
@@ -295,3 +296,39 @@ async def test_a_send_refused_at_once_rewatches_instead_of_ending_the_loop() -> 
     await h.settled(lambda: c.generation != first)
     assert not h.task.done() and len(h.watches()) == 2
     await h.close()
+
+
+class SpawnAndRun:
+    """Runs each spawned target at once, in this thread (the election's end is what is tested)."""
+
+    def __call__(self, name: str, target: Callable[[], None]) -> FakeThread:
+        with contextlib.suppress(Exception):
+            target()
+        thread = FakeThread(name)
+        thread.alive = False
+        return thread
+
+
+class DyingElector(FakeElector):
+    def run(self) -> None:
+        raise RuntimeError("lease client broke")
+
+
+async def test_an_election_thread_that_dies_fails_liveness() -> None:
+    controller = IngestController(
+        asyncio.get_running_loop(),
+        FakeKube(),
+        FakeClock(),
+        scopes=[],
+        watch=WatchSettings(),
+        capacity=10,
+        publish=Harness.publish,  # type: ignore[arg-type]  # never called: no term starts
+        keep=lambda e: None,
+        spawn=SpawnAndRun(),
+    )
+    controller.elect(DyingElector())
+    alive, checks = LIVENESS.report()
+    assert not alive
+    assert checks["election"]["ok"] is False
+    assert "thread died: RuntimeError: lease client broke" in str(checks["election"]["detail"])
+    LIVENESS.drop("election")

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
-from streams.records import CleanEvent
+import pytest
+
+from streams import letters
+from streams.health import READINESS
+from streams.records import CleanEvent, DeadLetter
 from streams.settings import Settings
-from streams.sink import Indexer, Rejection, classify, operations
+from streams.sink import Abandoned, Indexer, Rejection, classify, operations
 
 SETTINGS = Settings.from_env({"K8SEV_CLUSTER": "c1"})
 
 
-def clean(uid: str, rv: str = "1", time: float = 1_600_000_000.0) -> CleanEvent:
-    event = {"metadata": {"uid": uid, "resourceVersion": rv, "namespace": "default"}, "reason": "Started"}
+def clean(uid: str, rv: str = "1", time: float = 1_600_000_000.0, message: str = "") -> CleanEvent:
+    event = {
+        "metadata": {"uid": uid, "resourceVersion": rv, "namespace": "default"},
+        "reason": "Started",
+        "message": message,
+    }
     return CleanEvent(
         uid=uid, resource_version=rv, occurrences=1, time=time, namespace="default", type="Normal",
         reason="Started", kind="Pod", event=event,
@@ -47,24 +57,31 @@ class ScriptedClient:
 
     engine = "elasticsearch"
 
-    def __init__(self, script: list[Exception | list[int]]) -> None:
+    def __init__(self, script: list[Any]) -> None:
         self.script = script
         self.bulks: list[list[str]] = []
+        self.sizes: list[int] = []
         self.templates = 0
 
     async def put_index_template(self, name: str, body: dict[str, Any]) -> None:
         self.templates += 1
 
-    async def bulk(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
-        ids = [op["index"]["_id"] for op in ops[::2]]
+    async def bulk(self, body: bytes) -> dict[str, Any]:
+        lines = [json.loads(line) for line in body.splitlines()]
+        ids = [op["index"]["_id"] for op in lines[::2]]
         self.bulks.append(ids)
+        self.sizes.append(len(body))
         step = self.script.pop(0)
+        if callable(step):
+            step = step(ids)
         if isinstance(step, Exception):
             raise step
         return {"items": [item(s, {"type": "x"} if s >= 400 else None) for s in step]}
 
 
-async def run(script: list[Exception | list[int]], batch: list[CleanEvent]) -> tuple[ScriptedClient, list[Rejection]]:
+async def run(
+    script: list[Any], batch: list[CleanEvent], settings: Settings = SETTINGS
+) -> tuple[ScriptedClient, list[Rejection]]:
     client = ScriptedClient(script)
     rejected: list[Rejection] = []
 
@@ -74,7 +91,7 @@ async def run(script: list[Exception | list[int]], batch: list[CleanEvent]) -> t
     async def no_sleep(_: float) -> None:
         return None
 
-    await Indexer(SETTINGS, client, dead_letter, sleep=no_sleep).index(batch)  # type: ignore[arg-type]
+    await Indexer(settings, client, dead_letter, sleep=no_sleep).index(batch)  # type: ignore[arg-type]
     return client, rejected
 
 
@@ -91,3 +108,114 @@ async def test_only_throttled_items_are_sent_again_and_refused_ones_dead_lettere
     assert client.bulks == [["a:1", "b:1", "c:1"], ["b:1"]]
     assert [(r.event.uid, r.status) for r in rejected] == [("c", 400)]
     assert client.templates == 1
+
+
+class HttpError(Exception):
+    """What both engines' clients raise for an HTTP error status (``status_code``)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+
+
+def test_a_batch_goes_as_requests_of_at_most_bulk_bytes() -> None:
+    settings = Settings.from_env({"K8SEV_BULK_BYTES": "2000"})
+    batch = [clean(f"u{i}", message="m" * 500) for i in range(7)]
+    client, _ = asyncio.run(run([lambda ids: [201] * len(ids)] * 7, batch, settings))
+    assert sum(len(ids) for ids in client.bulks) == 7 and len(client.bulks) > 1
+    assert max(client.sizes) <= 2000
+    one_big = [clean("big", message="m" * 5000)]
+    client, _ = asyncio.run(run([[201]], one_big, settings))
+    assert client.bulks == [["big:1"]]  # alone, however large
+
+
+async def test_a_413_splits_the_request_until_the_one_document_refused_is_dead_lettered() -> None:
+    def engine(ids: list[str]) -> Exception | list[int]:
+        return HttpError(413) if "huge:1" in ids else [201] * len(ids)
+
+    batch = [clean("a"), clean("b"), clean("huge"), clean("c"), clean("d")]
+    client, rejected = await run([engine] * 20, batch)
+    indexed = {i for ids, size in zip(client.bulks, client.sizes, strict=True) if "huge:1" not in ids for i in ids}
+    assert indexed == {"a:1", "b:1", "c:1", "d:1"}
+    assert [(r.event.uid, r.status) for r in rejected] == [("huge", 413)]
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_an_item_refused_for_a_reason_no_document_can_fix_is_retried_not_dead_lettered(status: int) -> None:
+    client, rejected = await run([[201, status], [status], [201]], [clean("a"), clean("b")])
+    assert client.bulks == [["a:1", "b:1"], ["b:1"], ["b:1"]]
+    assert rejected == []
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_readyz_fails_once_the_sink_has_been_failing_longer_than_the_threshold(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = Clock()
+    monkeypatch.setattr(READINESS, "_clock", clock)
+    settings = Settings.from_env({"K8SEV_SINK_UNREADY_AFTER": "60s"})
+    seen: list[tuple[bool, str]] = []
+
+    async def sleep(delay: float) -> None:
+        clock.now += 25
+        ready, checks = READINESS.report()
+        seen.append((ready, str(checks["sink"]["detail"])))
+
+    client = ScriptedClient([HttpError(403)] * 3 + [[201]])
+    indexer = Indexer(settings, client, lambda r: asyncio.sleep(0), sleep=sleep, clock=clock)  # type: ignore[arg-type]
+    await indexer.index([clean("a")])
+    assert [ready for ready, _ in seen] == [True, True, False]
+    assert "http_403 (permanent)" in seen[-1][1]
+    assert READINESS.report()[1]["sink"]["ok"] is True
+
+
+async def test_stopping_ends_the_retrying_and_leaves_the_batch_unacknowledged() -> None:
+    stopping = asyncio.Event()
+    client = ScriptedClient([ConnectionError("down")] * 1000)
+
+    async def sleep(delay: float) -> None:
+        await asyncio.sleep(3600)
+
+    indexer = Indexer(SETTINGS, client, lambda r: asyncio.sleep(0), sleep=sleep, stopping=stopping)  # type: ignore[arg-type]
+    task = asyncio.ensure_future(indexer.index([clean("a")]))
+    for _ in range(100):  # a few loop turns: the first attempt fails and the back-off starts
+        await asyncio.sleep(0)
+    assert client.bulks
+    stopping.set()
+    with pytest.raises(Abandoned):
+        await asyncio.wait_for(task, timeout=2)
+
+
+def test_a_letter_for_a_refused_document_near_1_mib_fits_a_kafka_record() -> None:
+    for filler in ("x", "\u00e9", "\u4e2d", "\x01", "\U0001f600"):
+        event = clean("big", message=filler * (1_040_000 // len(filler.encode()))).event
+        value = json.dumps(event).encode()
+        letter = letters.build("sink", "http_400", "e" * 10_000, value=value, key="k" * 10**6, topic="t")
+        assert len(DeadLetter.of(letter).dumps()) < 1_000_000, filler
+        assert letter.truncated and letter.size > 1_000_000
+
+
+async def test_a_clean_record_with_fields_of_the_wrong_type_costs_its_own_dead_letter() -> None:
+    broken = clean("x")
+    broken.time = "not a number"  # type: ignore[assignment]
+    odd = clean("y")
+    odd.event = ["not", "an", "object"]  # type: ignore[assignment]
+    client, rejected = await run([[201]], [broken, clean("a"), odd])
+    assert client.bulks == [["a:1"]]
+    assert [(r.event.uid, r.reason) for r in rejected] == [("x", "internal_error"), ("y", "internal_error")]
+    assert "TypeError" in rejected[0].error
+
+
+async def test_while_stopping_requests_that_succeed_go_on() -> None:
+    stopping = asyncio.Event()
+    stopping.set()
+    client = ScriptedClient([[201, 201]])
+    await Indexer(SETTINGS, client, lambda r: asyncio.sleep(0), stopping=stopping).index([clean("a"), clean("b")])  # type: ignore[arg-type]
+    assert client.bulks == [["a:1", "b:1"]]

@@ -1,0 +1,123 @@
+"""Start-up before Faust's own: wait for a reachable Kafka, with probes answering meanwhile.
+
+Faust starts its producer first and its web server after, so against a missing or frozen broker it
+would hang with no log line and no probe. Here, before any of that, a small HTTP server in a thread
+answers ``/healthz`` (200: alive, waiting) and ``/readyz`` (503, with the last attempt's error) on the
+worker's web port, while each attempt to reach Kafka is logged (``event=kafka_unreachable``). When
+a broker answers with the cluster's metadata (brokers and a controller), the server gives the port
+back to Faust's. After ``K8SEV_KAFKA_STARTUP_TIMEOUT`` the worker exits with status 3 and one line
+(``event=startup_failed``), no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from streams import logs
+from streams.backoff import Backoff
+
+log = logging.getLogger(__name__)
+
+#: One attempt's bound: a frozen broker accepts the connection and never answers.
+ATTEMPT_TIMEOUT = 5.0
+EXIT_STATUS = 3
+
+
+class _Server(ThreadingHTTPServer):
+    # Faust's server binds the same port right after this one closes.
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+class StartupServer:
+    """/healthz and /readyz on ``bind:port`` from a thread, until :meth:`close`."""
+
+    def __init__(self, bind: str, port: int) -> None:
+        self.state = "starting"
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0].rstrip("/")
+                if path == "/healthz":
+                    status, body = 200, {"ok": True, "starting": owner.state}
+                else:
+                    status, body = 503, {"ok": False, "checks": {"kafka": {"ok": False, "detail": owner.state}}}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self._server = _Server((bind, port), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="startup-web", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def wait_for_kafka(
+    probe: Callable[[], Awaitable[None]],
+    *,
+    brokers: str,
+    give_up_after: float,
+    server: StartupServer | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> bool:
+    """Call ``probe`` until it returns (True) or ``give_up_after`` seconds passed (False), logging each failure."""
+    started = clock()
+    backoff = Backoff(first=1.0, cap=15.0)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            await asyncio.wait_for(probe(), ATTEMPT_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - any failure: not reachable yet
+            waited = clock() - started
+            error = f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
+            if server is not None:
+                server.state = f"waiting for Kafka ({brokers}), attempt {attempt}: {error}"
+            if waited >= give_up_after:
+                return False
+            delay = min(backoff.next(), max(0.0, give_up_after - waited))
+            logs.warning(
+                log,
+                "kafka_unreachable",
+                attempt=attempt,
+                brokers=brokers,
+                error=error,
+                waited=round(waited, 1),
+                gives_up_in=round(give_up_after - waited, 1),
+                retry_in=round(delay, 1),
+            )
+            await sleep(delay)
+            continue
+        if attempt > 1:
+            logs.info(log, "kafka_reachable", attempt=attempt, brokers=brokers, waited=round(clock() - started, 1))
+        return True
+
+
+def give_up(brokers: str, timeout: float) -> None:
+    """Exit at once, with one line that says why (nothing has started yet that needs stopping)."""
+    logs.error(log, "startup_failed", reason="no Kafka broker reachable", brokers=brokers, waited=f"{timeout:g}s")
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_STATUS)

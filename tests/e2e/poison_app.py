@@ -1,0 +1,28 @@
+"""The worker with a poison hook, for the liveness test: a raw record keyed ``poison`` crashes the
+dedup agent's actor, and its supervisor does not restart it (``ForfeitOneForOneSupervisor``), as
+when Faust gives up on an actor. Run with ``faust -A tests.e2e.poison_app worker``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mode.supervisors import ForfeitOneForOneSupervisor
+
+from streams import liveness, pipeline
+from streams.agents import dedup
+
+#: Short, so the test waits seconds rather than the production bound.
+liveness.AGENT_RESTART_BOUND = 3.0
+
+_process = dedup.Dedup.process
+
+
+async def _poisoned(self: dedup.Dedup, event: Any) -> None:
+    if event.message.key == b"poison":
+        raise RuntimeError("poisoned on purpose by the test")
+    await _process(self, event)
+
+
+dedup.Dedup.process = _poisoned
+app = pipeline.create_app(pipeline.load_settings())
+app.agents["dedup"].supervisor_strategy = ForfeitOneForOneSupervisor
