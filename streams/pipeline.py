@@ -12,6 +12,7 @@ Each stage is one name in three places: its pure logic in ``streams/<stage>.py``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import ssl
@@ -20,7 +21,9 @@ import threading
 from typing import Any
 
 import faust
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import TopicAlreadyExistsError
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
 from streams import liveness, logs, startup, topics, web
@@ -58,6 +61,10 @@ class _Transport(aiokafka_driver.Transport):
 DRAIN_SHARE = 1 / 3
 
 
+#: Half-second polls of the cluster's metadata for the topics just created (20 s).
+TOPIC_METADATA_ATTEMPTS = 40
+
+
 class App(faust.App):
     """Faust's app with an idempotent producer, carrying the settings it was built from.
 
@@ -92,6 +99,44 @@ class App(faust.App):
                 server.close()
         if not reached:
             startup.give_up(brokers, settings.kafka.startup_timeout)
+        await self._create_topics()
+
+    async def _create_topics(self) -> None:
+        """Create the data path's topics before any consumer subscribes, and wait for their metadata.
+
+        Faust would create them itself, but its consumer may subscribe before the new topics are in
+        the cluster's metadata, log "Ignoring missing topic" and then never consume them while every
+        probe says ready (faust-streaming issue 643; seen under load here).
+        """
+        kafka = self.settings.kafka
+        auth = aiokafka_driver.credentials_to_aiokafka_auth(self.conf.broker_credentials)
+        servers = aiokafka_driver.server_list(self.conf.broker, 9092)
+        wanted = (kafka.raw_topic, kafka.clean_topic, kafka.dead_letter_topic)
+        config = {"max.message.bytes": str(kafka.max_request_bytes)}
+        admin = AIOKafkaAdminClient(bootstrap_servers=servers, **auth)
+        await admin.start()
+        try:
+            existing = set(await admin.list_topics())
+            missing = [name for name in wanted if name not in existing]
+            if missing:
+                new = [NewTopic(n, kafka.topic_partitions, kafka.topic_replicas, topic_configs=config) for n in missing]
+                # Another worker of the deployment may be quicker: then the topic is there, as wanted.
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics(new)
+                logs.info(log, "topics_created", topics=",".join(missing), partitions=kafka.topic_partitions)
+        finally:
+            await admin.close()
+        client = AIOKafkaClient(bootstrap_servers=servers, **auth)
+        await client.bootstrap()
+        try:
+            for _ in range(TOPIC_METADATA_ATTEMPTS):
+                await client.force_metadata_update()
+                if set(wanted) <= client.cluster.topics():
+                    return
+                await asyncio.sleep(0.5)
+            logs.warning(log, "topics_not_in_metadata", topics=",".join(set(wanted) - client.cluster.topics()))
+        finally:
+            await client.close()
 
     async def _probe_kafka(self) -> None:
         """Raise unless a broker answers with the cluster's metadata, controller included."""
