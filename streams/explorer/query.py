@@ -527,9 +527,11 @@ def histogram_answer(response: Mapping[str, Any], search: Filter) -> Histogram:
 def timeline_rows(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rows oldest first, each with ``growth``: how much its event's count rose since its last version.
 
-    ``lastTimestamp`` has whole seconds, ``eventTime`` microseconds: a kubelet's event at 04.000
-    may well follow a scheduler's at 04.020. Within one second the order is the API server's
-    write order (a numeric resourceVersion, the etcd revision), the best evidence there is.
+    The order is the API server's write order (a numeric resourceVersion, the etcd revision), per
+    cluster: the times cannot give it. ``lastTimestamp`` has whole seconds and ``eventTime``
+    microseconds, and a writer may stamp an event with an earlier second than one it follows (kwok's
+    Started came before the scheduler's Scheduled by time, after it by revision). Rows without a
+    numeric version follow, by time.
     """
     rows = [row(hit) for hit in (response.get("hits") or {}).get("hits") or []]
     rows.sort(key=_timeline_key)
@@ -541,14 +543,15 @@ def timeline_rows(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _timeline_key(item: Mapping[str, Any]) -> tuple[int, int, int]:
-    try:
-        second = int(datetime.fromisoformat(str(item["time"]).replace("Z", "+00:00")).timestamp())
-    except ValueError:
-        second = 0
+def _timeline_key(item: Mapping[str, Any]) -> tuple[str, int, int, float]:
     version = item["id"].rpartition(":")[2]
-    # A non-numeric version keeps its place (the sort is stable) after the numeric ones.
-    return (second, 0, int(version)) if version.isdigit() else (second, 1, 0)
+    if version.isdigit():
+        return (item.get("cluster", ""), 0, int(version), 0.0)
+    try:
+        when = datetime.fromisoformat(str(item["time"]).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        when = 0.0
+    return (item.get("cluster", ""), 1, 0, when)
 
 
 def _ms(stamp: datetime) -> int:

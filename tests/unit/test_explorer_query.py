@@ -180,7 +180,7 @@ def test_timeline_of_a_pod_with_owners_takes_only_owner_events_that_name_it() ->
     assert without.owners == ()
 
 
-def test_timeline_orders_same_second_versions_by_write_order_and_shows_count_growth() -> None:
+def test_timeline_follows_the_write_order_and_shows_count_growth() -> None:
     def hit(rv: str, stamp: str, uid: str, count: int) -> dict[str, Any]:
         source = {"@timestamp": stamp, "metadata": {"uid": uid}, "count": count}
         return {"_id": f"{uid}:{rv}", "_source": source}
@@ -189,10 +189,12 @@ def test_timeline_orders_same_second_versions_by_write_order_and_shows_count_gro
         hit("295", "2026-03-01T07:17:04.000Z", "b", 1),  # whole-second lastTimestamp
         hit("291", "2026-03-01T07:17:04.020Z", "a", 1),  # microsecond eventTime, written first
         hit("300", "2026-03-01T07:17:09.000Z", "b", 4),
+        # Stamped a second before the one it follows (kwok's Started after the scheduler's Scheduled).
+        hit("302", "2026-03-01T07:17:08.000Z", "c", 1),
     ]
     rows = query.timeline_rows({"hits": {"hits": hits}})
-    assert [r["id"] for r in rows] == ["a:291", "b:295", "b:300"]
-    assert [r["growth"] for r in rows] == [1, 1, 3]
+    assert [r["id"] for r in rows] == ["a:291", "b:295", "b:300", "c:302"]
+    assert [r["growth"] for r in rows] == [1, 1, 3, 1]
 
 
 def test_row_reads_old_and_new_event_shapes() -> None:
