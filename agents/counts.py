@@ -7,12 +7,11 @@ gets one write per key and window per batch, not one per event, and nothing is r
 from __future__ import annotations
 
 import collections
-import weakref
 
 import faust
-from faust.streams import _current_event
 from faust.types import EventT, StreamT
 
+from streams.agents.current import processing
 from streams.counts import Occurrence, aggregate
 from streams.records import CleanEvent
 from streams.settings import Settings
@@ -29,13 +28,8 @@ def count_batch(tables: CountTables, batch: list[EventT]) -> None:
         sums = aggregate(
             Occurrence(v.time, v.namespace, v.type, v.reason, v.kind, v.occurrences) for v in (e.value for e in events)
         )
-        # Faust sends a table's changelog to the partition of the event being processed, which
-        # take_events() leaves unset: name one of this partition's events for the writes below.
-        token = _current_event.set(weakref.ref(events[-1]))
-        try:
+        with processing(events[-1]):
             tables.add(partition, sums)
-        finally:
-            _current_event.reset(token)
 
 
 def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTables) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import EventT, StreamT
 
 from streams import events, letters, logs, metrics
+from streams.agents.current import processing
 from streams.dedup import Seen, decide
 from streams.records import CleanEvent, DeadLetter
 from streams.settings import Settings
@@ -62,7 +65,8 @@ class Dedup:
         self._topics = topics
         self._memory = memory
 
-    async def reject(self, reason: str, detail: str, event: EventT) -> None:
+    async def reject(self, reason: str, detail: str, event: EventT) -> Awaitable[Any]:
+        """Send ``event``'s dead letter; returns what resolves once Kafka acknowledged it."""
         message = event.message
         letter = letters.build(
             "dedup",
@@ -74,7 +78,7 @@ class Dedup:
             partition=message.partition,
             offset=message.offset,
         )
-        await self._topics.dead_letter.send(key=event.message.key, value=DeadLetter.of(letter))
+        sent = await self._topics.dead_letter.send(key=event.message.key, value=DeadLetter.of(letter))
         metrics.EVENTS_REJECTED.labels(stage="dedup", reason=reason).inc()
         logs.warning(
             log,
@@ -86,30 +90,55 @@ class Dedup:
             offset=letter.offset,
             detail=detail[:200],
         )
+        return cast(Awaitable[Any], sent)
+
+    async def process_batch(self, batch: Sequence[EventT]) -> None:
+        """Handle a batch: send its clean records and letters, wait until Kafka acknowledged them all,
+        and only then remember the delivered versions.
+
+        Remembering last makes a crash at any point repeat versions (same document ids: harmless)
+        rather than lose them: a version is known to dedup only once its clean record is in Kafka,
+        whichever store keeps the table. Within the batch, what it delivers counts as known.
+        """
+        delivered: dict[str, tuple[EventT, Seen]] = {}
+        acks: list[Awaitable[Any]] = []
+        for event in batch:
+            with processing(event):  # the windowed table reads the event's own partition and time
+                ack = await self._one(event, delivered)
+            if ack is not None:
+                acks.append(ack)
+        await asyncio.gather(*acks)
+        for uid, (event, seen) in delivered.items():
+            with processing(event):
+                self._memory.remember(uid, seen)
 
     async def process(self, event: EventT) -> None:
+        """One record as a batch of its own."""
+        await self.process_batch([event])
+
+    async def _one(self, event: EventT, delivered: dict[str, tuple[EventT, Seen]]) -> Awaitable[Any] | None:
         try:
-            outcome = self.transform(event.message.value)
+            outcome = self.transform(event.message.value, lambda uid: self._recall(uid, delivered))
         except events.RejectedRecord as exc:
-            await self.reject(exc.reason, exc.detail, event)
-            return
+            return await self.reject(exc.reason, exc.detail, event)
         except Exception as exc:  # noqa: BLE001 - one record's fault: its dead letter, and the stream goes on
-            await self.reject("internal_error", f"{type(exc).__name__}: {exc}", event)
-            return
+            return await self.reject("internal_error", f"{type(exc).__name__}: {exc}", event)
         if isinstance(outcome, str):
             metrics.DEDUP_DROPPED.labels(verdict=outcome).inc()
-            return
+            return None
         clean, count = outcome
-        uid, resource_version = clean.uid, clean.resource_version
-        # Sent before the table remembers it, so a crash in between repeats the version (harmless:
-        # same document id) rather than losing it.
-        await self._topics.clean.send(key=uid.encode(), value=clean, force=True)
-        self._memory.remember(uid, Seen(resource_version, count))
+        sent = await self._topics.clean.send(key=clean.uid.encode(), value=clean, force=True)
+        delivered[clean.uid] = (event, Seen(clean.resource_version, count))
         metrics.by_type_and_namespace(metrics.DEDUP_DELIVERED, clean.type, clean.namespace).inc()
         if clean.occurrences:
             metrics.by_type_and_namespace(metrics.OCCURRENCES, clean.type, clean.namespace).inc(clean.occurrences)
+        return cast(Awaitable[Any], sent)
 
-    def transform(self, value: Any) -> tuple[CleanEvent, int] | str:
+    def _recall(self, uid: str, delivered: dict[str, tuple[EventT, Seen]]) -> Seen | None:
+        known = delivered.get(uid)
+        return known[1] if known is not None else self._memory.recall(uid)
+
+    def transform(self, value: Any, recall: Callable[[str], Seen | None] | None = None) -> tuple[CleanEvent, int] | str:
         """The clean record of a raw value and its count, or the verdict of a known version.
 
         Raises :class:`events.RejectedRecord` for a record that cannot become a document.
@@ -120,7 +149,7 @@ class Dedup:
             raise events.RejectedRecord("no_event_time", "none of the time fields parses as RFC 3339")
         uid, resource_version = identity = events.identity(body)
         count = events.occurrence_count(body)
-        decision = decide(self._memory.recall(uid), resource_version, count)
+        decision = decide((recall or self._memory.recall)(uid), resource_version, count)
         if not decision.deliver:
             return decision.verdict
         clean = to_clean(body, decision.occurrences, when, identity)
@@ -136,7 +165,12 @@ def install(app: faust.App, settings: Settings, topics: Topics, memory: DedupMem
     stage = Dedup(topics, memory)
 
     async def dedup(stream: StreamT[bytes]) -> None:
-        async for event in stream.events():
-            await stage.process(event)
+        # Acknowledged by hand, after the batch is done: take_events() would acknowledge a batch
+        # whose sends failed (in a finally), and its records would be lost.
+        async for batch in stream.noack_take(settings.stages.dedup_batch, within=settings.stages.dedup_within):
+            taken: list[EventT] = list(batch)
+            await stage.process_batch(taken)
+            for event in taken:
+                await stream.ack(event)
 
     return app.agent(topics.raw, name="dedup")(dedup)

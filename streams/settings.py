@@ -192,6 +192,11 @@ class StageSettings:
     the producer's buffer, so the replayed raw record is then dropped as a duplicate and lost (seen: 5 of 2,177
     in the kill -9 fault case). Safe with RocksDB once dedup remembers a batch only after its clean records
     were acknowledged."""
+    dedup_batch: int = setting("DEDUP_BATCH", "500", v.positive_int)
+    """Raw records dedup handles at a time: their clean records are sent together and remembered once Kafka
+    acknowledged them all. The size of a bulk request, so a batch flows on to the sink as one."""
+    dedup_within: float = setting("DEDUP_WITHIN", "100ms", v.positive_duration)
+    """Longest wait to fill a dedup batch: adds at most this much latency at low rates."""
     count_batch: int = setting("COUNT_BATCH", "1000", v.positive_int)
     """Clean records summed per count batch: one table write per key and window per batch."""
     count_within: float = setting("COUNT_WITHIN", "500ms", v.positive_duration)

@@ -14,15 +14,15 @@ from streams.agents import dedup
 #: Short, so the test waits seconds rather than the production bound.
 liveness.AGENT_RESTART_BOUND = 3.0
 
-_process = dedup.Dedup.process
+_process_batch = dedup.Dedup.process_batch
 
 
-async def _poisoned(self: dedup.Dedup, event: Any) -> None:
-    if event.message.key == b"poison":
+async def _poisoned(self: dedup.Dedup, batch: Any) -> None:
+    if any(event.message.key == b"poison" for event in batch):
         raise RuntimeError("poisoned on purpose by the test")
-    await _process(self, event)
+    await _process_batch(self, batch)
 
 
-dedup.Dedup.process = _poisoned
+dedup.Dedup.process_batch = _poisoned
 app = pipeline.create_app(pipeline.load_settings())
 app.agents["dedup"].supervisor_strategy = ForfeitOneForOneSupervisor

@@ -7,6 +7,7 @@ are Faust's own, in memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from streams import topics
 from streams.agents import dedup as dedup_stage
+from streams.dedup import Seen
 from streams.pipeline import App
 from streams.settings import Settings
 from streams.tables.dedup import DedupMemory
@@ -67,11 +69,19 @@ def sent(monkeypatch: pytest.MonkeyPatch, stage: tuple[Any, topics.Topics]) -> S
     out = Sent()
     clean_topic, dead_letter_topic = stage[1].clean, stage[1].dead_letter
 
-    async def to_clean(*, key: bytes, value: Any, **_: Any) -> None:
-        out.clean.append(value)
+    def acknowledged() -> asyncio.Future[None]:
+        # What a send gives back: resolved once Kafka acknowledged the record (here at once).
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
-    async def to_dead(*, key: bytes | None, value: Any, **_: Any) -> None:
+    async def to_clean(*, key: bytes, value: Any, **_: Any) -> asyncio.Future[None]:
+        out.clean.append(value)
+        return acknowledged()
+
+    async def to_dead(*, key: bytes | None, value: Any, **_: Any) -> asyncio.Future[None]:
         out.dead.append(value)
+        return acknowledged()
 
     monkeypatch.setattr(clean_topic, "send", to_clean)
     monkeypatch.setattr(dead_letter_topic, "send", to_dead)
@@ -254,3 +264,74 @@ async def test_a_record_that_would_grow_past_a_kafka_record_on_the_clean_topic_i
     assert [c.uid for c in sent.clean] == ["narrow"]
     assert [d.reason for d in sent.dead] == ["too_large"]
     assert "clean record" in sent.dead[0].detail
+
+
+class Memory:
+    """Dedup's memory as a dict: what the batch logic remembers, and when."""
+
+    def __init__(self) -> None:
+        self.known: dict[str, Seen] = {}
+
+    def recall(self, uid: str) -> Seen | None:
+        return self.known.get(uid)
+
+    def remember(self, uid: str, delivered: Seen) -> None:
+        self.known[uid] = delivered
+
+
+class Event:
+    def __init__(self, value: bytes) -> None:
+        self.value = value
+        self.message = self
+        self.key, self.topic, self.partition, self.offset = b"k", "raw", 0, 0
+
+
+class SlowTopics:
+    """Sends whose acknowledgement the test gives (or refuses) by hand."""
+
+    def __init__(self) -> None:
+        self.acks: list[asyncio.Future[None]] = []
+        self.clean = self.dead_letter = self
+        self._sent = asyncio.Event()
+
+    async def send(self, **_: Any) -> asyncio.Future[None]:
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.acks.append(ack)
+        self._sent.set()
+        return ack
+
+    async def sent(self, count: int) -> None:
+        while len(self.acks) < count:
+            self._sent.clear()
+            await self._sent.wait()
+
+
+async def test_a_batch_is_remembered_only_once_kafka_acknowledged_its_clean_records(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dedup_stage, "processing", lambda event: contextlib.nullcontext())
+    memory, sends = Memory(), SlowTopics()
+    stage = dedup_stage.Dedup(sends, memory)
+    batch = [Event(raw("a", "10")), Event(raw("a", "12", count=3)), Event(raw("b", "5"))]
+    done = asyncio.ensure_future(stage.process_batch(batch))
+    await asyncio.wait_for(sends.sent(3), timeout=5)
+    assert memory.known == {}, "nothing is known before Kafka acknowledged"
+    for ack in sends.acks:
+        ack.set_result(None)
+    await done
+    assert memory.known == {"a": Seen("12", 3), "b": Seen("5", 1)}
+
+
+async def test_a_batch_whose_send_failed_is_not_remembered_and_the_failure_stops_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dedup_stage, "processing", lambda event: contextlib.nullcontext())
+    memory, sends = Memory(), SlowTopics()
+    stage = dedup_stage.Dedup(sends, memory)
+    done = asyncio.ensure_future(stage.process_batch([Event(raw("a", "10")), Event(raw("b", "5"))]))
+    await asyncio.wait_for(sends.sent(2), timeout=5)
+    sends.acks[0].set_result(None)
+    sends.acks[1].set_exception(RuntimeError("broker gone"))
+    with pytest.raises(RuntimeError, match="broker gone"):
+        await done
+    assert memory.known == {}
