@@ -174,22 +174,27 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     READINESS.set("search", False, "not probed yet")
     search: list[SearchClient] = []  # made on first probe, inside the running loop
 
-    @app.page("/counts/reasons/")
-    async def reasons_view(self: web.View, request: web.Request) -> web.Response:
-        """Top reasons and namespaces in one window; ``namespace`` and ``type`` filter."""
+    async def window_counts(
+        view: web.View, request: web.Request, family: str
+    ) -> tuple[WindowQuery, dict[str, int], list[str]] | web.Response:
+        """The whole table's counts for the asked window, or the error answer."""
         if tables is None:
-            return self.json({"error": NO_COUNTS.format(role=settings.stages.role)}, status=404)
+            return view.json({"error": NO_COUNTS.format(role=settings.stages.role)}, status=404)
         try:
             query = _query(request)
         except BadRequest as exc:
-            return self.json({"error": str(exc)}, status=400)
-        counts, failed = await _gather(
-            app,
-            request,
-            tables.by_reason[query.label],
-            query.start,
-            topics.clean.get_topic_name(),
-        )
+            return view.json({"error": str(exc)}, status=400)
+        table = (tables.by_reason if family == "reason" else tables.by_kind)[query.label]
+        counts, failed = await _gather(app, request, table, query.start, topics.clean.get_topic_name())
+        return query, counts, failed
+
+    @app.page("/counts/reasons/")
+    async def reasons_view(self: web.View, request: web.Request) -> web.Response:
+        """Top reasons and namespaces in one window; ``namespace`` and ``type`` filter."""
+        found = await window_counts(self, request, "reason")
+        if not isinstance(found, tuple):
+            return found
+        query, counts, failed = found
         namespace, event_type = request.query.get("namespace"), request.query.get("type")
         selected = {}
         for key, value in counts.items():
@@ -212,19 +217,10 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     @app.page("/counts/kinds/")
     async def kinds_view(self: web.View, request: web.Request) -> web.Response:
         """Top (involved kind, reason) pairs in one window; ``kind`` filters."""
-        if tables is None:
-            return self.json({"error": NO_COUNTS.format(role=settings.stages.role)}, status=404)
-        try:
-            query = _query(request)
-        except BadRequest as exc:
-            return self.json({"error": str(exc)}, status=400)
-        counts, failed = await _gather(
-            app,
-            request,
-            tables.by_kind[query.label],
-            query.start,
-            topics.clean.get_topic_name(),
-        )
+        found = await window_counts(self, request, "kind")
+        if not isinstance(found, tuple):
+            return found
+        query, counts, failed = found
         kind = request.query.get("kind")
         selected = {k: v for k, v in counts.items() if kind is None or split_kind_key(k)[0] == kind}
         if request.query.get("raw"):
