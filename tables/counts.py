@@ -11,6 +11,7 @@ import faust
 
 from streams.counts import WINDOWS, Sums, partition_key
 from streams.settings import Settings
+from streams.tables.dedup import ROCKSDB_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,10 @@ class CountTables:
 
 def declare(app: faust.App, settings: Settings) -> CountTables:
     def table(name: str, size: timedelta, expires: timedelta, help_text: str) -> Any:
-        plain = app.Table(name, default=int, partitions=settings.kafka.topic_partitions, help=help_text)
+        # A few hundred keys per partition: small memtables and cache, as dedup's.
+        plain = app.Table(
+            name, default=int, partitions=settings.kafka.topic_partitions, help=help_text, options=ROCKSDB_OPTIONS
+        )
         return plain.tumbling(size, expires=expires)
 
     # "occurrences-*", not the "counts-by-*" of the repartitioned design: their keys differ.
