@@ -11,7 +11,10 @@ import faust
 
 from streams.counts import WINDOWS, Sums, partition_key
 from streams.settings import Settings
-from streams.tables.dedup import ROCKSDB_OPTIONS
+
+#: A few hundred keys per partition, rewritten every batch: tiny memtables and cache (4 tables x
+#: partitions stores).
+ROCKSDB_OPTIONS = {"write_buffer_size": 256 << 10, "max_write_buffer_number": 2, "block_cache_size": 1 << 20}
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,6 @@ class CountTables:
 
 def declare(app: faust.App, settings: Settings) -> CountTables:
     def table(name: str, size: timedelta, expires: timedelta, help_text: str) -> Any:
-        # A few hundred keys per partition: small memtables and cache, as dedup's.
         plain = app.Table(
             name, default=int, partitions=settings.kafka.topic_partitions, help=help_text, options=ROCKSDB_OPTIONS
         )
