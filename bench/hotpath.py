@@ -145,7 +145,7 @@ def serializers(events: int, repeat: int) -> dict[str, float]:
     from streams.records import CleanEvent
 
     try:
-        import orjson
+        import orjson  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return {}
     source = list(synthetic.synthetic_events(events, seed=5))
