@@ -34,6 +34,7 @@ from devstack import scratch, wait
 from devstack import worker as runner
 
 SEED = 31
+IDLE_SECONDS = 5.0
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -107,7 +108,16 @@ def run(args: argparse.Namespace) -> Report:
         log(f"{args.workers} workers ready; waiting for every one to hold partitions")
         settle_group(bootstrap, name, args.workers, timeout=180)
         es = search.es_client(stack)
+        # What an idle worker burns (heartbeats, probes, timers): a measurement window, not a wait.
+        idle_from = [procstats.proc_cpu_seconds(w.pid) for w in workers]
+        idle_started = time.monotonic()
+        time.sleep(IDLE_SECONDS)
+        idle_rate = [
+            (procstats.proc_cpu_seconds(w.pid) - c) / (time.monotonic() - idle_started)
+            for w, c in zip(workers, idle_from, strict=True)
+        ]
         cpu_before = [procstats.proc_cpu_seconds(w.pid) for w in workers]
+        cpu_from = time.monotonic()
 
         def pairs() -> Any:
             for event in synthetic.synthetic_events(total, seed=SEED):
@@ -126,6 +136,7 @@ def run(args: argparse.Namespace) -> Report:
 
         first, last, count = search.wait_count(es, name, total, timeout, 0.25, check=check)
         cpu_after = [procstats.proc_cpu_seconds(w.pid) for w in workers]
+        cpu_seconds = time.monotonic() - cpu_from
         if last is None or first is None:
             raise RuntimeError(f"{count} of {total} documents searchable after {timeout}s")
         section = f"{args.workers} workers, {args.partitions} partitions"
@@ -149,6 +160,9 @@ def run(args: argparse.Namespace) -> Report:
             report.add(share, "events deduped (share)", f"{int(delivered)} ({100 * delivered / total:.0f}%)")
             report.add(share, "documents indexed", int(indexed))
             report.add(share, "CPU per event of its share (us)", round(cpu / max(1.0, delivered) * 1e6, 1))
+            net = cpu - idle_rate[i] * cpu_seconds
+            report.add(share, "CPU per event net of its idle use (us)", round(net / max(1.0, delivered) * 1e6, 1))
+            report.add(share, "idle CPU use (cores)", round(idle_rate[i], 3))
             report.add(share, "CPU use (cores, same stretch)", round(cpu / max(1e-9, last - first), 2))
             report.add(share, "peak RSS (VmHWM, MiB)", mib(worker.memory()[1]))
             counts = gathered_counts(worker)
