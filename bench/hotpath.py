@@ -139,6 +139,44 @@ def run(events: int, repeat: int) -> dict[str, float]:
     return out
 
 
+def serializers(events: int, repeat: int) -> dict[str, float]:
+    """stdlib json against orjson (if installed) on the two hot decodes and the clean encode."""
+    import json
+
+    from streams.records import CleanEvent
+
+    try:
+        import orjson  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return {}
+    source = list(synthetic.synthetic_events(events, seed=5))
+    raws = [synthetic.encode(e) for e in source]
+    from streams.agents.dedup import to_clean
+
+    cleans = [to_clean(e, 1) for e in source]
+    data = [c.asdict() for c in cleans]
+    blobs = [json.dumps(d).encode() for d in data]
+    out: dict[str, float] = {}
+    out["raw record decode: json.loads(bytes.decode())"] = _best(
+        lambda: [json.loads(r.decode()) for r in raws], events, repeat
+    )
+    out["raw record decode: orjson.loads(bytes)"] = _best(lambda: [orjson.loads(r) for r in raws], events, repeat)
+    out["clean record decode: json.loads + from_data"] = _best(
+        lambda: [CleanEvent.from_data(json.loads(b)) for b in blobs], events, repeat
+    )
+    out["clean record decode: orjson.loads + from_data"] = _best(
+        lambda: [CleanEvent.from_data(orjson.loads(b)) for b in blobs], events, repeat
+    )
+    out["clean record encode: json.dumps(asdict)"] = _best(
+        lambda: [json.dumps(c.asdict()) for c in cleans], events, repeat
+    )
+    out["clean record encode: orjson.dumps(asdict)"] = _best(
+        lambda: [orjson.dumps(c.asdict()) for c in cleans], events, repeat
+    )
+    assert all(orjson.loads(r) == json.loads(r) for r in raws[:100])
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=5000)
@@ -147,6 +185,8 @@ def main(argv: list[str] | None = None) -> None:
     figures = report.Report("hotpath", sys.argv[1:] if argv is None else argv)
     for label, value in run(args.events, args.repeat).items():
         figures.add("us per event (best of runs)", label, round(value, 2))
+    for label, value in serializers(args.events, args.repeat).items():
+        figures.add("serializers: us per event (best of runs)", label, round(value, 2))
     path = figures.save()
     print(figures.render())
     print(f"saved {path}")

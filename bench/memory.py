@@ -42,6 +42,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--live", type=int, default=100_000, help="events live in the API server (0: skip)")
     parser.add_argument("--quick", action="store_true", help="100,000 through the topic, 10,000 live")
     parser.add_argument("--env", action="append", default=[], metavar="K8SEV_X=value", help="worker setting override")
+    parser.add_argument("--replay", type=int, default=10_000, help="after kill -9: raw records replayed (0: no kill)")
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -87,10 +88,21 @@ def follow(
         report.add(section, f"RSS at {int(share * 100)}% searchable (MiB)", mib(at[1]))
     half = [s for s in samples if s[2] >= total / 2]
     if len(half) >= 2 and half[-1][2] > half[0][2]:
+        slope = least_squares_slope([(float(c), float(r)) for _, r, c in half]) * 100_000
+        report.add(section, "RSS slope over the second half (MiB per 100k events, least squares)", mib(slope))
         growth = (half[-1][1] - half[0][1]) / (half[-1][2] - half[0][2]) * 100_000
-        report.add(section, "growth over the second half (MiB per 100k events)", mib(growth))
+        report.add(section, "growth over the second half (MiB per 100k events, end points)", mib(growth))
     report.add(section, f"goal: peak under {GOAL_MIB:g} MiB", "met" if mib(hwm) < GOAL_MIB else "NOT met")
     return samples
+
+
+def least_squares_slope(points: list[tuple[float, float]]) -> float:
+    """dy/dx of the least-squares line through ``points`` (0 for fewer than two distinct x)."""
+    n = len(points)
+    mean_x = sum(x for x, _ in points) / n
+    mean_y = sum(y for _, y in points) / n
+    var = sum((x - mean_x) ** 2 for x, _ in points)
+    return sum((x - mean_x) * (y - mean_y) for x, y in points) / var if var else 0.0
 
 
 def stream(args: argparse.Namespace, stack: dict[str, str], report: Report, tmp: Path) -> None:
@@ -118,11 +130,14 @@ def stream(args: argparse.Namespace, stack: dict[str, str], report: Report, tmp:
         )
         producer.start()
         worker = bench_stack.start_worker(env)
+        report.add(section, "table store (K8SEV_STORE)", settings.stages.store)
         log(f"stream: {args.events} events through {settings.kafka.raw_topic}")
         samples = follow(
             report, section, worker, search.es_client(stack), name, args.events, timeout=max(600.0, args.events / 100)
         )
         _save_samples(name, samples)
+        if args.replay and samples and samples[-1][2] >= args.events:
+            restart_and_replay(report, worker, stack, settings.kafka.raw_topic, name, args.events, args.replay)
     finally:
         if producer is not None:
             producer.join(5)
@@ -132,6 +147,49 @@ def stream(args: argparse.Namespace, stack: dict[str, str], report: Report, tmp:
             worker.stop()
         if not args.keep:
             scratch.drop_app(stack, name)
+
+
+READY_GOAL_S = 60.0
+
+
+def restart_and_replay(
+    report: Report, worker: runner.Worker, stack: dict[str, str], topic: str, prefix: str, total: int, replay: int
+) -> None:
+    """kill -9 with every uid in state, time until ready again, then replay the last ``replay`` raw
+    records: all must be dropped as duplicates and no document may appear."""
+    section = f"kill -9 with {total} uids in state, then a replay of the last {replay} raw records"
+    es = search.es_client(stack)
+    bootstrap = stack["DEVSTACK_KAFKA_BOOTSTRAP"]
+    # Everything processed and committed first: the replay then meets only state, not a backlog.
+    worker.wait_consumed(timeout=300)
+    log("kill -9 and restart")
+    worker.kill()
+    worker.start()
+    worker.wait_ready(timeout=600)
+    ready = time.monotonic() - worker.started_at
+    report.add(section, "ready again after start (s)", round(ready, 1))
+    report.add(section, f"goal: ready within {READY_GOAL_S:g} s", "met" if ready <= READY_GOAL_S else "NOT met")
+    report.add(section, "RSS when ready (MiB)", mib(worker.memory()[0]))
+    records = asyncio.run(topics.last_records(bootstrap, topic, replay))
+    dropped_before = runner.metric(worker.metrics(), "k8sev_dedup_dropped_total")
+    delivered_before = runner.metric(worker.metrics(), "k8sev_dedup_delivered_total")
+    log(f"replaying {len(records)} raw records")
+    asyncio.run(topics.produce(bootstrap, topic, iter(records), len(records)))
+    replayed_at = time.monotonic()
+    worker.wait_consumed(timeout=300)
+    report.add(section, "replay consumed after (s)", round(time.monotonic() - replayed_at, 1))
+    metrics = worker.metrics()
+    dropped = runner.metric(metrics, "k8sev_dedup_dropped_total") - dropped_before
+    delivered = runner.metric(metrics, "k8sev_dedup_delivered_total") - delivered_before
+    es.indices.refresh(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
+    documents = search.es_count(es, prefix)
+    report.add(section, "replayed records", len(records))
+    report.add(section, "k8sev_dedup_dropped_total grew by", int(dropped))
+    report.add(section, "k8sev_dedup_delivered_total grew by (expect 0)", int(delivered))
+    report.add(section, "documents after the replay (expect N)", documents)
+    report.add(section, "peak RSS after restart (VmHWM, MiB)", mib(worker.memory()[1]))
+    ok = int(dropped) >= len(records) and int(delivered) == 0 and documents == total
+    report.add(section, "goal: replay dropped as duplicates, no new documents", "met" if ok else "NOT met")
 
 
 def live(args: argparse.Namespace, stack: dict[str, str], report: Report, tmp: Path) -> None:
@@ -175,6 +233,7 @@ def run(args: argparse.Namespace) -> Report:
     stack = bench_stack.stack_env()
     report = Report("memory", sys.argv[1:])
     report.add_machine(stack)
+    report.add("machine", "worker code", bench_stack.code_label())
     tmp = Path(tempfile.mkdtemp(prefix="bench-memory-"))
     try:
         if args.events:

@@ -77,6 +77,8 @@ SHOWN_SETTINGS = (
     "K8SEV_INGEST",
     "K8SEV_NAMESPACES",
     "K8SEV_DEDUP_HORIZON",
+    "K8SEV_STORE",
+    "K8SEV_ROLE",
 )
 
 
@@ -87,8 +89,10 @@ def shown_settings(env: dict[str, str]) -> dict[str, str]:
     described = settings.describe()
     out: dict[str, str] = {}
     for var in SHOWN_SETTINGS:
+        # Grouped settings describe themselves as "<group>.<field>".
         key = var.removeprefix("K8SEV_").lower()
-        out[var] = env.get(var, described.get(key, "?"))
+        found = [value for name, value in described.items() if name.rpartition(".")[2] == key]
+        out[var] = env.get(var, found[0] if found else "?")
     return out
 
 

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +34,14 @@ from bench import report as reporting
 from bench import stack as bench_stack
 from bench.procstats import mib
 from bench.report import Report, log
-from devstack import scratch
+from devstack import scratch, wait
 from devstack import worker as runner
+
+#: Issue 11's stream goals.
+GOAL_RATE = 5_000
+GOAL_BULK_RATIO = 0.25
+AIM_BULK_RATIO = 0.5
+GOAL_CPU_US = 200.0
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -43,6 +52,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="py-spy the worker; summary printed, raw file in bench/out"
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip the direct bulk baseline")
+    parser.add_argument("--no-floor", action="store_true", help="skip the framework floor (a no-op Faust agent)")
     parser.add_argument("--env", action="append", default=[], metavar="K8SEV_X=value", help="worker setting override")
     parser.add_argument("--keep", action="store_true", help="leave the topics and indices (for a look)")
     parser.add_argument("--timeout", type=float, default=0, help="seconds to wait for all documents (0: from N)")
@@ -112,6 +122,63 @@ async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, fl
     }
 
 
+def floor(stack: dict[str, str], name: str, topic: str, total: int, tmp: Path, wait_s: float) -> dict[str, float]:
+    """The framework's floor: ``bench.floor`` (a no-op Faust agent) consuming the same raw topic."""
+    out = tmp / "floor.json"
+    log_path = bench_stack.OUT / "logs" / f"{name}-floor.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "BENCH_FLOOR_APP_ID": f"{name}-floor",
+        "BENCH_FLOOR_BROKER": f"kafka://{stack['DEVSTACK_KAFKA_BOOTSTRAP']}",
+        "BENCH_FLOOR_TOPIC": topic,
+        "BENCH_FLOOR_TOTAL": str(total),
+        "BENCH_FLOOR_OUT": str(out),
+        "BENCH_FLOOR_DATA_DIR": str(tmp / "floor-data"),
+        "BENCH_FLOOR_WEB_PORT": str(runner.free_port()),
+    }
+    started = time.monotonic()
+    with log_path.open("ab") as sink_log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "faust", "-A", "bench.floor", "worker", "--loglevel", "warn"],
+            cwd=bench_stack.ROOT,
+            env=env,
+            stdout=sink_log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    pid = proc.pid
+    try:
+
+        def done() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"floor app exited ({proc.returncode}); log {log_path}")
+            return out.exists() and out.stat().st_size > 0
+
+        wait.until("floor app consumed all", done, timeout=wait_s, interval=0.1, ready=bool)
+        result = json.loads(out.read_text())
+        cpu_total = procstats.proc_cpu_seconds(pid)
+    finally:
+        if proc.poll() is None:
+            os.killpg(pid, 15)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(pid, 9)
+                proc.wait(10)
+    return {
+        "seconds": float(result["seconds"]),
+        "cpu_seconds": float(result["cpu_seconds"]),
+        "cpu_total": cpu_total,
+        "wall_total": time.monotonic() - started,
+    }
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
 def run(args: argparse.Namespace) -> Report:
     stack = bench_stack.stack_env(("kafka", "elasticsearch"))
     report = Report("sink", sys.argv[1:])
@@ -126,6 +193,7 @@ def run(args: argparse.Namespace) -> Report:
 
     settings = Settings.from_env(env)
     report.add_machine(stack)
+    report.add("machine", "worker code", bench_stack.code_label())
     report.add_settings(env)
     report.add("settings", "events", total)
     worker: runner.Worker | None = None
@@ -149,6 +217,16 @@ def run(args: argparse.Namespace) -> Report:
             report.add("baseline (direct bulk)", "refused items", int(base["errors"]))
             base["rate"] = rate
             scratch.drop_app(stack, base_prefix)
+
+        floor_result: dict[str, float] | None = None
+        if not args.no_floor:
+            log("baseline: the framework floor (a no-op Faust agent on the same topic)")
+            floor_result = floor(stack, name, settings.kafka.raw_topic, total, tmp, timeout)
+            section = "baseline (framework floor: no-op Faust agent)"
+            floor_result["rate"] = total / floor_result["seconds"] if floor_result["seconds"] else 0.0
+            report.add(section, "first to last record (s)", round(floor_result["seconds"], 2))
+            report.add(section, "events/s", round(floor_result["rate"]))
+            report.add(section, "CPU per event (us)", round(floor_result["cpu_seconds"] / total * 1e6, 1))
 
         log("pipeline: worker with K8SEV_INGEST=false")
         es = search.es_client(stack)
@@ -185,7 +263,8 @@ def run(args: argparse.Namespace) -> Report:
         report.add(section, "events/s (first to last searchable)", round(rate))
         report.add(section, "events/s (worker start to last searchable)", round(total / (last - start)))
         per_event = (cpu_last - cpu_first) / max(1, total - count_first)
-        report.add(section, "worker CPU per event (us, first to last searchable)", round(per_event * 1e6, 1))
+        per_event_us = per_event * 1e6
+        report.add(section, "worker CPU per event (us, first to last searchable)", round(per_event_us, 1))
         report.add(
             section, "worker CPU use (cores, same stretch)", round((cpu_last - cpu_first) / max(1e-9, last - first), 2)
         )
@@ -198,12 +277,21 @@ def run(args: argparse.Namespace) -> Report:
         report.add(section, "dedup dropped", runner.metric(metrics, "k8sev_dedup_dropped_total"))
         report.add(section, "documents once the worker consumed all (expect N)", search.count_once_consumed(es, worker))
         worker.stop()
+        goals = "goals (issue 11, stream)"
+        report.add(goals, f"events/s >= {GOAL_RATE}", f"{round(rate)}: {met(rate >= GOAL_RATE)}")
+        cpu_met = met(per_event_us <= GOAL_CPU_US)
+        report.add(goals, f"CPU per event <= {GOAL_CPU_US:g} us", f"{per_event_us:.0f}: {cpu_met}")
         if base:
+            ratio = rate / base["rate"] if base["rate"] else 0.0
             report.add(
-                "ratio",
-                "pipeline / baseline events/s (goal >= 0.8)",
-                round(rate / base["rate"], 2) if base["rate"] else "-",
+                goals,
+                f"pipeline / direct bulk events/s >= {GOAL_BULK_RATIO} (aim {AIM_BULK_RATIO})",
+                f"{ratio:.2f}: {met(ratio >= GOAL_BULK_RATIO)}{', aim met' if ratio >= AIM_BULK_RATIO else ''}",
             )
+        if floor_result:
+            floor_us = floor_result["cpu_seconds"] / total * 1e6
+            report.add(goals, "pipeline / framework floor events/s", round(rate / floor_result["rate"], 2))
+            report.add(goals, "pipeline CPU per event minus the floor's (us)", round(per_event_us - floor_us, 1))
         if profiler:
             from bench.profile import summarize
 

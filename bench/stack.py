@@ -7,6 +7,10 @@ and removed at the end (``devstack.scratch.drop_app``). Only 127.0.0.1 addresses
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -50,8 +54,63 @@ def worker_env(stack: dict[str, str], name: str, data_dir: Path, **overrides: st
     )
 
 
-def start_worker(env: dict[str, str]) -> runner.Worker:
-    """A worker logging to bench/out/logs/<app id>.log, started (not yet waited for)."""
-    worker = runner.Worker(env, OUT / "logs" / f"{env['K8SEV_APP_ID']}.log")
+#: Another checkout whose worker to run instead of this one's (the before of a before/after): the
+#: benchmark, its names and its clocks stay this tree's, only the worker's code changes.
+TREE_VAR = "BENCH_WORKER_TREE"
+
+
+class TreeWorker(runner.Worker):
+    """The runner's worker, started from another checkout (``BENCH_WORKER_TREE``) on this venv."""
+
+    tree: Path = ROOT
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        self.started_at = time.monotonic()
+        env = {**self.env, "PYTHONPATH": str(self.tree)}
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "faust", "-A", "streams", "worker", "--loglevel", "info"],
+                cwd=self.tree,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+
+def worker_tree() -> Path | None:
+    """The other checkout named by ``BENCH_WORKER_TREE`` (None: this one)."""
+    value = os.environ.get(TREE_VAR)
+    return Path(value).resolve() if value else None
+
+
+def new_worker(env: dict[str, str], label: str = "") -> runner.Worker:
+    """A worker logging to bench/out/logs/<app id><label>.log, not started."""
+    log = OUT / "logs" / f"{env['K8SEV_APP_ID']}{label}.log"
+    tree = worker_tree()
+    if tree is None:
+        return runner.Worker(env, log)
+    worker = TreeWorker(env, log)
+    worker.tree = tree
+    return worker
+
+
+def start_worker(env: dict[str, str], label: str = "") -> runner.Worker:
+    """A worker logging to bench/out/logs/<app id><label>.log, started (not yet waited for)."""
+    worker = new_worker(env, label)
     worker.start()
     return worker
+
+
+def code_label() -> str:
+    """Which worker code a report measured: this tree's commit or the other tree's."""
+    tree = worker_tree() or ROOT
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(tree), "log", "-1", "--format=%h %s"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        head = "?"
+    return f"{tree}: {head[:70]}"

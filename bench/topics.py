@@ -54,6 +54,41 @@ async def produce(
     return done
 
 
+async def last_records(bootstrap: str, topic: str, count: int) -> list[tuple[bytes, bytes]]:
+    """The last ``count`` records of ``topic`` as (key, value), an even share from each partition."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    try:
+        found = consumer.partitions_for_topic(topic) or set()
+        if not found:
+            await consumer._client.force_metadata_update()
+            found = consumer.partitions_for_topic(topic) or set()
+        parts = [TopicPartition(topic, p) for p in sorted(found)]
+        consumer.assign(parts)
+        ends = await consumer.end_offsets(parts)
+        starts = await consumer.beginning_offsets(parts)
+        share, extra = divmod(count, len(parts))
+        wanted: dict[Any, int] = {}
+        for i, tp in enumerate(parts):
+            take = min(share + (1 if i < extra else 0), ends[tp] - starts[tp])
+            consumer.seek(tp, ends[tp] - take)
+            wanted[tp] = take
+        out: list[tuple[bytes, bytes]] = []
+        got = dict.fromkeys(parts, 0)
+        while any(got[tp] < wanted[tp] for tp in parts):
+            batch = await consumer.getmany(timeout_ms=1000)
+            for tp, messages in batch.items():
+                for message in messages:
+                    if got[tp] < wanted[tp] and message.offset < ends[tp]:
+                        out.append((message.key, message.value))
+                        got[tp] += 1
+        return out
+    finally:
+        await consumer.stop()
+
+
 class OffsetWatcher:
     """Sum of the end offsets of a topic (how many records it holds, all partitions)."""
 

@@ -254,6 +254,10 @@ def create_app(settings: Settings) -> App:
         topic_replication_factor=settings.kafka.topic_replicas,
         # Every write waits for all in-sync replicas.
         producer_acks=-1,
+        # Fewer, fuller produce requests: 18% less CPU per event in bench.sink, for at most 20 ms
+        # more latency (dedup waits for a batch's acknowledgements anyway).
+        producer_linger=0.02,
+        producer_max_batch_size=1 << 20,
         producer_max_request_size=settings.kafka.max_request_bytes,
         # A worker killed without a goodbye holds its partitions until the group gives up on it.
         broker_session_timeout=settings.kafka.session_timeout,

@@ -89,3 +89,28 @@ async def test_the_agent_adds_a_batch_to_the_partition_it_came_from(tmp_path: An
 @pytest.mark.parametrize("bad", [Occurrence(1.7e9, "n", "Normal", "r", "Pod", 0)])
 def test_nothing_counted_for_versions_that_add_no_occurrence(bad: Occurrence) -> None:
     assert aggregate([bad]) == {}
+
+
+def test_a_batch_of_several_partitions_is_written_once_under_its_last_partition() -> None:
+    written: list[tuple[int, dict[Any, int]]] = []
+
+    class Tables:
+        def add(self, partition: int, sums: dict[Any, int]) -> None:
+            written.append((partition, sums))
+
+    class Message:
+        def __init__(self, partition: int) -> None:
+            self.partition = partition
+
+    class Event:
+        def __init__(self, partition: int, value: CleanEvent) -> None:
+            self.message, self.value = Message(partition), value
+
+    minute = 1_764_000_000.0
+    batch: list[Any] = [Event(p, clean(f"u{p}", minute + 1, 2)) for p in (0, 3, 1)]
+    count_stage.count_batch(Tables(), batch)
+    assert len(written) == 1
+    partition, sums = written[0]
+    assert partition == 1
+    assert sums[("reason", "1m", "ns-a/Warning/BackOff", minute)] == 6
+    assert sum(v for (family, label, _, _), v in sums.items() if family == "kind" and label == "1h") == 6
