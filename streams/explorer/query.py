@@ -527,11 +527,11 @@ def histogram_answer(response: Mapping[str, Any], search: Filter) -> Histogram:
 def timeline_rows(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Rows oldest first, each with ``growth``: how much its event's count rose since its last version.
 
-    The order is the API server's write order (a numeric resourceVersion, the etcd revision), per
-    cluster: the times cannot give it. ``lastTimestamp`` has whole seconds and ``eventTime``
-    microseconds, and a writer may stamp an event with an earlier second than one it follows (kwok's
-    Started came before the scheduler's Scheduled by time, after it by revision). Rows without a
-    numeric version follow, by time.
+    Neither the times nor the write order alone give the order things happened in: ``lastTimestamp``
+    has whole seconds (cut down, so the event happened within the second that follows), and a writer
+    may write an event after one it preceded (the scheduler's Scheduled reached etcd after kwok's
+    Started). So a whole-second time counts as the end of its second, a precise one as itself, and
+    equal times keep the API server's write order (a numeric resourceVersion), per cluster.
     """
     rows = [row(hit) for hit in (response.get("hits") or {}).get("hits") or []]
     rows.sort(key=_timeline_key)
@@ -543,15 +543,15 @@ def timeline_rows(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _timeline_key(item: Mapping[str, Any]) -> tuple[str, int, int, float]:
-    version = item["id"].rpartition(":")[2]
-    if version.isdigit():
-        return (item.get("cluster", ""), 0, int(version), 0.0)
+def _timeline_key(item: Mapping[str, Any]) -> tuple[str, float, int, int]:
     try:
         when = datetime.fromisoformat(str(item["time"]).replace("Z", "+00:00")).timestamp()
     except ValueError:
         when = 0.0
-    return (item.get("cluster", ""), 1, 0, when)
+    if when == int(when):
+        when += 0.999  # a whole-second stamp: sometime within that second, count it at its end
+    version = item["id"].rpartition(":")[2]
+    return (item.get("cluster", ""), when, 0 if version.isdigit() else 1, int(version) if version.isdigit() else 0)
 
 
 def _ms(stamp: datetime) -> int:

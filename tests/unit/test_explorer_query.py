@@ -189,12 +189,16 @@ def test_timeline_follows_the_write_order_and_shows_count_growth() -> None:
         hit("295", "2026-03-01T07:17:04.000Z", "b", 1),  # whole-second lastTimestamp
         hit("291", "2026-03-01T07:17:04.020Z", "a", 1),  # microsecond eventTime, written first
         hit("300", "2026-03-01T07:17:09.000Z", "b", 4),
-        # Stamped a second before the one it follows (kwok's Started after the scheduler's Scheduled).
+        # Written after b:300 but stamped in an earlier second: the time decides.
         hit("302", "2026-03-01T07:17:08.000Z", "c", 1),
+        # Written before the precise event it follows, stamped in the same second (kwok's Started,
+        # the scheduler's Scheduled at .900): the whole second counts as its end.
+        hit("280", "2026-03-01T07:17:10.000Z", "started", 1),
+        hit("285", "2026-03-01T07:17:10.900Z", "scheduled", 1),
     ]
     rows = query.timeline_rows({"hits": {"hits": hits}})
-    assert [r["id"] for r in rows] == ["a:291", "b:295", "b:300", "c:302"]
-    assert [r["growth"] for r in rows] == [1, 1, 3, 1]
+    assert [r["id"] for r in rows] == ["a:291", "b:295", "c:302", "b:300", "scheduled:285", "started:280"]
+    assert [r["growth"] for r in rows] == [1, 1, 1, 3, 1, 1]
 
 
 def test_row_reads_old_and_new_event_shapes() -> None:
