@@ -32,7 +32,7 @@ def run(events: int, repeat: int) -> dict[str, float]:
     from elasticsearch.serializer import JSONSerializer
 
     from streams.agents.dedup import Dedup
-    from streams.agents.ingest import Publisher
+    from streams.agents.ingest import Publisher, record_limit
     from streams.records import CleanEvent
     from streams.settings import Settings
     from streams.sink import Indexer, operations
@@ -49,7 +49,7 @@ def run(events: int, repeat: int) -> dict[str, float]:
             done.set_result(None)
             return done
 
-    publish = Publisher(RawTopic())
+    publish = Publisher(RawTopic(), record_limit(settings))
 
     def publish_all() -> None:
         async def go() -> None:
@@ -65,8 +65,11 @@ def run(events: int, repeat: int) -> dict[str, float]:
     encoded: list[bytes] = []
 
     class CleanTopic:
-        async def send(self, *, key: bytes, value: Any, **_: Any) -> None:
+        async def send(self, *, key: bytes, value: Any, **_: Any) -> asyncio.Future[None]:
             encoded.append(value.dumps())
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_result(None)  # acknowledged at once: dedup waits for it before remembering
+            return done
 
     class Topics:
         clean = CleanTopic()
