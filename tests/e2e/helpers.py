@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaProducer
 from kubernetes import client
 
 from devstack import transient, wait
@@ -82,3 +83,15 @@ def wait_for_documents(engine: Any, worker: Worker, at_least: int, timeout: floa
         not_yet=transient.search,
     )
     return once_consumed(worker, lambda: documents(engine, prefix))
+
+
+async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
+    """Write ``(key, value)`` records straight to ``topic``, each acknowledged by all replicas."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in records:
+            await producer.send(topic, value=value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()

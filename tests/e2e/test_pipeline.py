@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from elasticsearch import Elasticsearch
 from kubernetes import client
 
 from devstack import offsets, transient, wait
 from devstack.worker import peer_env
 from streams import events
-from tests.e2e.helpers import create_event, documents, identity, metric, repeat_event, wait_for_documents
+from tests.e2e.helpers import create_event, documents, identity, metric, produce, repeat_event, wait_for_documents
 from tests.fixtures.stack import unique_name
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e, pytest.mark.slow]
@@ -79,17 +78,6 @@ def test_events_are_indexed_once_per_version_and_counted(
     assert metric(text, "k8sev_watch_up") == 1
     assert metric(text, "k8sev_bulk_request_duration_seconds_count") >= 1
     print(f"\n{len(expected)} versions searchable {elapsed:.1f}s after the first create")
-
-
-async def produce(bootstrap: str, topic: str, records: Sequence[tuple[bytes | None, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for key, value in records:
-            await producer.send(topic, value=value, key=key)
-        await producer.flush()
-    finally:
-        await producer.stop()
 
 
 async def consume_all(bootstrap: str, topic: str, count: int, within: float = 60) -> list[Any]:

@@ -18,7 +18,7 @@ from elasticsearch import Elasticsearch
 
 from devstack import transient, wait
 from devstack.worker import free_port
-from tests.e2e.helpers import documents, metric
+from tests.e2e.helpers import documents, metric, produce
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e, pytest.mark.slow]
 
@@ -71,15 +71,8 @@ def generated_records(n: int, seed: int = 10) -> list[bytes]:
     return out
 
 
-async def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for i, value in enumerate(values):
-            await producer.send(topic, value=value, key=f"k{i}".encode())
-        await producer.flush()
-    finally:
-        await producer.stop()
+def keyed(values: list[bytes]) -> list[tuple[bytes | None, bytes]]:
+    return [(f"k{i}".encode(), value) for i, value in enumerate(values)]
 
 
 async def dead_letters(bootstrap: str, topic: str) -> set[tuple[str, str]]:
@@ -108,7 +101,7 @@ def test_every_generated_record_ends_as_a_document_or_a_dead_letter(
     worker = make_worker(**NO_INGEST)
     bootstrap = stack["DEVSTACK_KAFKA_BOOTSTRAP"]
     values = generated_records(300)
-    asyncio.run(produce(bootstrap, worker.env["K8SEV_TOPIC"], values))
+    asyncio.run(produce(bootstrap, worker.env["K8SEV_TOPIC"], keyed(values)))
 
     def settled() -> tuple[int, int]:
         docs = len({d["_id"] for d in documents(es_client, worker.index_prefix)})
@@ -189,7 +182,7 @@ def test_sigterm_with_everything_up_drains_and_exits_promptly(
 ) -> None:
     worker = make_worker(**NO_INGEST)
     values = [json.dumps(_event(f"drain-{i}", 1)).encode() for i in range(200)]
-    asyncio.run(produce(stack["DEVSTACK_KAFKA_BOOTSTRAP"], worker.env["K8SEV_TOPIC"], values))
+    asyncio.run(produce(stack["DEVSTACK_KAFKA_BOOTSTRAP"], worker.env["K8SEV_TOPIC"], keyed(values)))
     wait.until("200 documents", lambda: len(documents(es_client, worker.index_prefix)) == 200, timeout=90)
     began = time.monotonic()
     code = worker.stop()

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 from elasticsearch import Elasticsearch
 
-from devstack import process, scratch, stack, wait
-from devstack.worker import Worker, unique_name, worker_env
-from tests.e2e.helpers import documents, metric
-from tests.fixtures.worker import TEST_SETTINGS
+from devstack import process, stack, wait
+from devstack.worker import Worker
+from tests.e2e.helpers import documents, metric, produce
+from tests.fixtures.worker import workers
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults, pytest.mark.slow]
 
@@ -42,25 +41,8 @@ def own_stack(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.fixture
 def start(own_stack: dict[str, str], tmp_path: Path) -> Iterator[Any]:
-    started: list[Worker] = []
-
-    def make(*, ready: bool = True, **overrides: str) -> Worker:
-        name = unique_name("w")
-        env = worker_env(
-            own_stack, data_dir=tmp_path / name, name=name, **{**TEST_SETTINGS, "K8SEV_INGEST": "false", **overrides}
-        )
-        worker = Worker(env=env, log=tmp_path / f"{env['K8SEV_APP_ID']}-{len(started)}.log")
-        worker.start()
-        started.append(worker)
-        if ready:
-            worker.wait_ready()
-        return worker
-
-    yield make
-    for worker in started:
-        worker.stop()
-    for app_id in {w.env["K8SEV_APP_ID"] for w in started}:
-        scratch.drop_app(own_stack, app_id)
+    with workers(own_stack, tmp_path, K8SEV_INGEST="false") as make:
+        yield make
 
 
 def events(first: int, n: int) -> list[tuple[bytes, bytes]]:
@@ -79,20 +61,6 @@ def events(first: int, n: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
-    async def go() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-        await producer.start()
-        try:
-            for key, value in records:
-                await producer.send(topic, value=value, key=key)
-            await producer.flush()
-        finally:
-            await producer.stop()
-
-    asyncio.run(go())
-
-
 def doc_ids(es: Elasticsearch, prefix: str) -> set[str]:
     try:
         return {d["_id"] for d in documents(es, prefix)}
@@ -108,12 +76,12 @@ def test_sigterm_with_the_engine_down_exits_in_time_and_the_next_worker_indexes_
     assert engine[0].name == "elasticsearch"
     first = start(K8SEV_SHUTDOWN_TIMEOUT="20s")
     bootstrap, raw = own_stack["DEVSTACK_KAFKA_BOOTSTRAP"], first.env["K8SEV_TOPIC"]
-    produce(bootstrap, raw, events(0, 50))
+    asyncio.run(produce(bootstrap, raw, events(0, 50)))
     wait.until("50 documents", lambda: len(doc_ids(es, first.index_prefix)) == 50, timeout=90)
 
     stack.down(engine)
     try:
-        produce(bootstrap, raw, events(50, 100))
+        asyncio.run(produce(bootstrap, raw, events(50, 100)))
         wait.until("the sink failing", lambda: metric(first.metrics(), "k8sev_bulk_failures_total") > 0, timeout=60)
         began = time.monotonic()
         status, body = first.get("/healthz", timeout=1)
