@@ -9,17 +9,20 @@ indexed but never produced; re-deliveries = extra index operations on the same d
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import random
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from devstack import transient, wait
+from devstack import offsets, transient, wait
 from devstack.worker import Worker
 from tests.e2e.helpers import now_rfc3339, once_consumed
 
@@ -178,3 +181,52 @@ def settle(generator: Generator, worker: Worker, engine: Any, timeout: float = 2
         unexpected=len(set(found) - generator.versions),
         redeliveries=sum(v - 1 for v in found.values()),
     )
+
+
+async def topic_versions(bootstrap: str, topic: str) -> list[str]:
+    """Every ``uid:resourceVersion`` on ``topic``, read to its end, in offset order per partition.
+
+    Raw records are Events (``metadata``), clean records carry ``uid`` and ``resource_version``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    seen: list[str] = []
+    try:
+        tps = await offsets.partitions(consumer, topic)
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+
+        async def at_end() -> bool:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    body = json.loads(record.value)
+                    meta = body.get("metadata")
+                    if isinstance(meta, dict):
+                        seen.append(f"{meta.get('uid')}:{meta.get('resourceVersion')}")
+                    else:
+                        seen.append(f"{body.get('uid')}:{body.get('resource_version')}")
+            return all([await consumer.position(tp) >= ends[tp] for tp in tps])
+
+        await wait.until_async(f"{topic} read to its end", at_end, timeout=120, interval=0)
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def where_lost(lost: set[str], produced: set[str], worker: Worker) -> str:
+    """For a failure message: at which stage each lost version went missing, whether a newer version
+    of the same event superseded it, and how often the worker listed and its watch expired."""
+    bootstrap = worker.env["DEVSTACK_KAFKA_BOOTSTRAP"]
+    raw = set(asyncio.run(topic_versions(bootstrap, worker.raw_topic)))
+    clean = set(asyncio.run(topic_versions(bootstrap, worker.clean_topic)))
+    newer = superseded(produced)
+    lines = [
+        f"{len(lost)} lost; the worker listed {len(worker.log_events('list_done'))} times, "
+        f"its watch expired (410) {len(worker.log_events('watch_expired'))} times"
+    ]
+    for version in sorted(lost):
+        stage = "dedup or sink" if version in raw else "ingest (never on the raw topic)"
+        if version in clean:
+            stage = "sink (on the clean topic)"
+        lines.append(f"  {version}: lost in {stage}; superseded={version in newer}")
+    return "\n".join(lines)
