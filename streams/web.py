@@ -8,7 +8,6 @@ be asked and the answer covers the whole table; ``?scope=local`` answers from th
 from __future__ import annotations
 
 import asyncio
-import functools
 import heapq
 import logging
 import time
@@ -21,7 +20,6 @@ import aiohttp
 import aiohttp.web
 import faust
 from faust import web
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -29,6 +27,7 @@ from streams import logs
 from streams.counts import WINDOWS, split_kind_key, split_partition_key, split_reason_key
 from streams.health import LIVENESS, READINESS
 from streams.metrics import REGISTRY
+from streams.monitor import RebalanceMonitor, faust_metrics
 from streams.search import SearchClient
 from streams.settings import Settings
 from streams.tables.counts import CountTables
@@ -159,17 +158,10 @@ def _most(counter: Counter[Any], top: int) -> list[tuple[Any, int]]:
 PROBE_INTERVAL = 5.0
 
 
-@functools.cache
-def _faust_metrics() -> FaustMetrics:
-    # Once per process: the registry is the process's, and an app built twice (tests, tools) must
-    # not register the same series twice.
-    return FaustMetrics.create(REGISTRY, "k8sev_faust")
-
-
 def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTables | None) -> None:
     """Register the count views, the probes behind /readyz, /healthz and /metrics on ``app``'s web server."""
-    # Faust's own sensor (messages, commits, table ops, rebalances) in our registry, served at /metrics.
-    app.monitor = PrometheusMonitor(metrics=_faust_metrics())
+    # Faust's own sensor (rebalances, assignments, commits, send errors) in our registry, at /metrics.
+    app.monitor = RebalanceMonitor(metrics=faust_metrics(REGISTRY, "k8sev_faust"))
     READINESS.set("kafka", False, "not probed yet")
     READINESS.set("search", False, "not probed yet")
     search: list[SearchClient] = []  # made on first probe, inside the running loop
