@@ -12,6 +12,7 @@ import faust
 from faust.types import EventT, StreamT
 
 from streams import events, letters, logs, metrics
+from streams.agents.counts import Counter
 from streams.agents.current import processing
 from streams.dedup import Seen, decide
 from streams.records import CleanEvent, DeadLetter
@@ -61,9 +62,10 @@ class Dedup:
     Errors of Kafka itself are not the record's fault and are not caught here.
     """
 
-    def __init__(self, topics: Topics, memory: DedupMemory) -> None:
+    def __init__(self, topics: Topics, memory: DedupMemory, counter: Counter | None = None) -> None:
         self._topics = topics
         self._memory = memory
+        self._counter = counter
 
     async def reject(self, reason: str, detail: str, event: EventT) -> Awaitable[Any]:
         """Send ``event``'s dead letter; returns what resolves once Kafka acknowledged it."""
@@ -98,16 +100,21 @@ class Dedup:
 
         Remembering last makes a crash at any point repeat versions (same document ids: harmless)
         rather than lose them: a version is known to dedup only once its clean record is in Kafka,
-        whichever store keeps the table. Within the batch, what it delivers counts as known.
+        whichever store keeps the table. Within the batch, what it delivers counts as known. The
+        batch's occurrences are counted between the two, so a crash may count a version twice but
+        never remembers one it did not count.
         """
         delivered: dict[str, tuple[EventT, Seen]] = {}
+        cleans: list[CleanEvent] = []
         acks: list[Awaitable[Any]] = []
         for event in batch:
             with processing(event):  # the windowed table reads the event's own partition and time
-                ack = await self._one(event, delivered)
+                ack = await self._one(event, delivered, cleans)
             if ack is not None:
                 acks.append(ack)
         await asyncio.gather(*acks)
+        if self._counter is not None and cleans:
+            self._counter.add(cleans, batch[-1])
         for uid, (event, seen) in delivered.items():
             with processing(event):
                 self._memory.remember(uid, seen)
@@ -116,7 +123,9 @@ class Dedup:
         """One record as a batch of its own."""
         await self.process_batch([event])
 
-    async def _one(self, event: EventT, delivered: dict[str, tuple[EventT, Seen]]) -> Awaitable[Any] | None:
+    async def _one(
+        self, event: EventT, delivered: dict[str, tuple[EventT, Seen]], cleans: list[CleanEvent]
+    ) -> Awaitable[Any] | None:
         try:
             outcome = self.transform(event.message.value, lambda uid: self._recall(uid, delivered))
         except events.RejectedRecord as exc:
@@ -129,6 +138,7 @@ class Dedup:
         clean, count = outcome
         sent = await self._topics.clean.send(key=clean.uid.encode(), value=clean, force=True)
         delivered[clean.uid] = (event, Seen(clean.resource_version, count))
+        cleans.append(clean)
         metrics.by_type_and_namespace(metrics.DEDUP_DELIVERED, clean.type, clean.namespace).inc()
         if clean.occurrences:
             metrics.by_type_and_namespace(metrics.OCCURRENCES, clean.type, clean.namespace).inc(clean.occurrences)
@@ -160,9 +170,12 @@ class Dedup:
         return clean, count
 
 
-def install(app: faust.App, settings: Settings, topics: Topics, memory: DedupMemory) -> Any:
-    """Register the dedup agent on the raw topic; returns it (for ``test_context()``)."""
-    stage = Dedup(topics, memory)
+def install(
+    app: faust.App, settings: Settings, topics: Topics, memory: DedupMemory, counter: Counter | None = None
+) -> Any:
+    """Register the dedup agent on the raw topic, counting what it delivers with ``counter``; returns
+    it (for ``test_context()``)."""
+    stage = Dedup(topics, memory, counter)
 
     async def dedup(stream: StreamT[bytes]) -> None:
         # Acknowledged by hand, after the batch is done: take_events() would acknowledge a batch

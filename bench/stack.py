@@ -8,6 +8,7 @@ and removed at the end (``devstack.scratch.drop_app``). Only 127.0.0.1 addresses
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -67,17 +68,32 @@ class TreeWorker(runner.Worker):
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         self.started_at = time.monotonic()
-        env = {**self.env, "PYTHONPATH": str(self.tree)}
+        layout = installed_layout(self.tree)
+        env = {**self.env, "PYTHONPATH": str(layout)}
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "faust", "-A", "streams", "worker", "--loglevel", "info"],
-                cwd=self.tree,
+                cwd=layout,  # python -m puts the working directory first on sys.path
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
+
+
+def installed_layout(tree: Path) -> Path:
+    """``tree``'s packages as the wheel lays them out (``agents/`` and ``tables/`` inside ``streams/``),
+    under bench/out/trees/: on ``PYTHONPATH`` this tree's ``streams`` alone would take its agents and
+    tables from the venv's editable install, that is from this checkout, not the other one."""
+    target = OUT / "trees" / tree.name
+    shutil.rmtree(target, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(tree / "streams", target / "streams", ignore=ignore)
+    for sub in ("agents", "tables"):
+        if (tree / sub).is_dir() and not (target / "streams" / sub).exists():
+            shutil.copytree(tree / sub, target / "streams" / sub, ignore=ignore)
+    return target
 
 
 def worker_tree() -> Path | None:

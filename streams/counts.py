@@ -1,6 +1,6 @@
 """The count stage's pure part: windows, table keys, and the per-batch aggregation of occurrences.
 
-Occurrences are counted where dedup left them, on the clean topic's partitions (keyed by uid), with
+Occurrences are counted where dedup delivers them, on the raw topic's partitions (keyed by uid), with
 no repartitioning: each partition keeps its own share of every key, and a view adds the shares of
 the partitions it asks about. A table key is ``<partition>|<key>``: the partition keeps the shares
 apart in a worker's store and names the changelog partition that restores them after a rebalance.

@@ -1,7 +1,7 @@
 """The app factory: ``create_app(settings)`` builds the Faust app and wires the stages in data-path order.
 
-    API server -> ingest -> raw topic -> dedup -> clean topic -> counts (tables) and sink (search engine)
-                                                 -> dead letters;  retention; web views
+    API server -> ingest -> raw topic -> dedup -> clean topic -> sink (search engine)
+                                           -> counts (tables), dead letters;  retention; web views
 
 Each stage is one name in three places: its pure logic in ``streams/<stage>.py``, its tables in
 ``tables/<stage>.py`` and its agents in ``agents/<stage>.py`` (installed as ``streams.tables`` and
@@ -276,9 +276,8 @@ def create_app(settings: Settings) -> App:
         ingest.install(app, settings, declared)
     counted = None
     if settings.runs_streams:
-        dedup.install(app, settings, declared, dedup_tables.declare(app, settings))
         counted = count_tables.declare(app, settings)
-        counts.install(app, settings, declared, counted)
+        dedup.install(app, settings, declared, dedup_tables.declare(app, settings), counts.Counter(counted))
         sink.install(app, settings, declared, app.stopping)
         retention.install(app, settings)
     web.install(app, settings, declared, counted)
@@ -288,5 +287,7 @@ def create_app(settings: Settings) -> App:
     async def announce_settings() -> None:
         # At start-up rather than when built: Faust sets up logging only when the worker starts.
         logs.info(log, "settings_loaded", **settings.describe())
+        if settings.ignored:
+            logs.warning(log, "settings_unknown", variables=",".join(settings.ignored), action="ignored")
 
     return app

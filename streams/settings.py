@@ -196,10 +196,6 @@ class StageSettings:
     acknowledged them all. The size of a bulk request, so a batch flows on to the sink as one."""
     dedup_within: float = setting("DEDUP_WITHIN", "100ms", v.positive_duration)
     """Longest wait to fill a dedup batch: adds at most this much latency at low rates."""
-    count_batch: int = setting("COUNT_BATCH", "1000", v.positive_int)
-    """Clean records summed per count batch: one table write per key and window per batch."""
-    count_within: float = setting("COUNT_WITHIN", "500ms", v.positive_duration)
-    """Longest wait to fill a count batch: the count views lag the clean topic by about this much."""
     bulk_size: int = setting("BULK_SIZE", "500", v.positive_int)
     """Documents per bulk request: Elasticsearch's guidance is a few MB per request; 500 events is about 1 MB."""
     bulk_bytes: int = setting("BULK_BYTES", "10000000", v.positive_int)
@@ -268,6 +264,8 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     stages: StageSettings = field(default_factory=StageSettings)
     explorer: ExplorerSettings = field(default_factory=ExplorerSettings)
+    #: ``K8SEV_*`` variables of the environment that are no setting (see :meth:`unknown`): logged at start-up.
+    ignored: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -294,6 +292,7 @@ class Settings:
         settings = cls(
             app_id=values[""]["app_id"],
             **{group: kind(**values[group]) for group, kind in GROUPS.items()},
+            ignored=tuple(cls.unknown(env)),
         )
         return settings.with_derived_defaults(env)
 
@@ -333,6 +332,13 @@ class Settings:
             value = getattr(getattr(self, group), f.name)
             out[f"{group}.{f.name}"] = "***" if f.metadata["secret"] and value else str(value)
         return out
+
+    @staticmethod
+    def unknown(environ: Mapping[str, str]) -> list[str]:
+        """``K8SEV_*`` variables in ``environ`` that are no setting: a typo, or one a newer version
+        no longer reads (``K8SEV_COUNT_BATCH``, ``K8SEV_COUNT_WITHIN``). Logged, not fatal."""
+        known = {PREFIX + f.metadata["env"] for _, f in _settings_fields()}
+        return sorted(name for name in environ if name.startswith(PREFIX) and name not in known)
 
     @classmethod
     def documentation(cls) -> list[tuple[str, str, str, str]]:

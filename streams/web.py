@@ -177,7 +177,7 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
         except BadRequest as exc:
             return view.json({"error": str(exc)}, status=400)
         table = (tables.by_reason if family == "reason" else tables.by_kind)[query.label]
-        counts, failed = await _gather(app, request, table, query.start, topics.clean.get_topic_name())
+        counts, failed = await _gather(app, request, table, query.start, topics.raw.get_topic_name())
         return query, counts, failed
 
     @app.page("/counts/reasons/")

@@ -27,7 +27,7 @@ class CountTables:
     def add(self, partition: int, sums: Sums) -> None:
         """Add a batch's sums, each to the window of its own start time (the events' own time).
 
-        Called from the count agent's stream with an event of ``partition`` current: the changelog
+        Called from the dedup agent's stream with an event of ``partition`` current: the changelog
         records go to that partition, the one the keys name.
         """
         families = {"reason": self.by_reason, "kind": self.by_kind}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -12,11 +14,13 @@ from hypothesis import strategies as st
 
 from streams import topics
 from streams.agents import counts as count_stage
+from streams.agents import dedup as dedup_stage
 from streams.counts import Occurrence, aggregate, split_partition_key, window_start
 from streams.pipeline import App
 from streams.records import CleanEvent
 from streams.settings import Settings
-from streams.tables.counts import declare
+from streams.tables.counts import CountTables, declare
+from streams.tables.dedup import DedupMemory
 
 names = st.sampled_from(["ns-a", "ns-b", "kube-system"])
 occurrences = st.builds(
@@ -61,19 +65,43 @@ def clean(uid: str, when: float, occurrences: int, reason: str = "BackOff") -> C
     )
 
 
-async def test_the_agent_adds_a_batch_to_the_partition_it_came_from(tmp_path: Any) -> None:
-    settings = Settings.from_env({"K8SEV_APP_ID": "unit-counts", "K8SEV_COUNT_WITHIN": "10ms"})
+def raw(uid: str, stamp: str, count: int) -> bytes:
+    body = {
+        "metadata": {"uid": uid, "resourceVersion": "1", "namespace": "ns-a", "name": uid},
+        "involvedObject": {"kind": "Pod", "name": "p"},
+        "reason": "BackOff",
+        "type": "Warning",
+        "count": count,
+        "lastTimestamp": stamp,
+    }
+    return json.dumps(body).encode()
+
+
+async def test_dedup_counts_what_it_delivered_under_the_partition_it_came_from(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings.from_env({"K8SEV_APP_ID": "unit-counts", "K8SEV_DEDUP_WITHIN": "10ms"})
     app = App(
         settings.app_id, store="memory://", datadir=str(tmp_path), autodiscover=False, loop=asyncio.get_running_loop()
     )
     declared = topics.declare(app, settings)
     tables = declare(app, settings)
-    count_stage.install(app, settings, declared, tables)
-    agent = app.agents["count"]
+    agent = dedup_stage.install(app, settings, declared, DedupMemory(app, settings), count_stage.Counter(tables))
+
+    async def acknowledged(**_: Any) -> asyncio.Future[None]:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    monkeypatch.setattr(declared.clean, "send", acknowledged)
     minute = 1_764_000_000.0  # a whole minute and a whole hour
+    stamps = ["2025-11-24T16:00:01Z", "2025-11-24T16:00:59Z", "2025-11-24T16:01:01Z"]
+    assert datetime.fromisoformat(stamps[0]).timestamp() == minute + 1
     async with agent.test_context() as tested:
-        for i, (when, occurrences) in enumerate([(minute + 1, 2), (minute + 59, 3), (minute + 61, 4)]):
-            await tested.put(clean(f"u{i}", when, occurrences), key=f"u{i}".encode(), partition=2)
+        for i, (stamp, count) in enumerate(zip(stamps, [2, 3, 4], strict=True)):
+            await tested.put(raw(f"u{i}", stamp, count), key=f"u{i}".encode(), partition=2)
+            # A repeat adds nothing: dedup drops it before it is counted.
+            await tested.put(raw(f"u{i}", stamp, count), key=f"u{i}".encode(), partition=2)
     minutes = {
         (split_partition_key(name), window[0]): value
         for (name, window), value in tables.by_reason["1m"].table.data.items()
@@ -108,7 +136,7 @@ def test_a_batch_of_several_partitions_is_written_once_under_its_last_partition(
 
     minute = 1_764_000_000.0
     batch: list[Any] = [Event(p, clean(f"u{p}", minute + 1, 2)) for p in (0, 3, 1)]
-    count_stage.count_batch(Tables(), batch)
+    count_stage.Counter(cast(CountTables, Tables())).add([e.value for e in batch], batch[-1])
     assert len(written) == 1
     partition, sums = written[0]
     assert partition == 1

@@ -202,3 +202,9 @@ def test_security_settings_are_checked_together(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"K8SEV_KAFKA_SASL_MECHANISM": "GSSAPI"})
     assert "K8SEV_KAFKA_SASL_MECHANISM" in str(caught.value)
+
+
+def test_variables_that_are_no_setting_are_named_not_fatal() -> None:
+    settings = Settings.from_env({"K8SEV_COUNT_BATCH": "1000", "K8SEV_TOPIC": "t", "K8SEV_BULK_SIZ": "5", "HOME": "/"})
+    assert settings.ignored == ("K8SEV_BULK_SIZ", "K8SEV_COUNT_BATCH")
+    assert Settings.from_env({"K8SEV_TOPIC": "t"}).ignored == ()
