@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,9 +85,10 @@ class TreeWorker(runner.Worker):
 
 def installed_layout(tree: Path) -> Path:
     """``tree``'s packages as the wheel lays them out (``agents/`` and ``tables/`` inside ``streams/``),
-    under bench/out/trees/: on ``PYTHONPATH`` this tree's ``streams`` alone would take its agents and
-    tables from the venv's editable install, that is from this checkout, not the other one."""
-    target = OUT / "trees" / tree.name
+    in the temporary directory (not in the repo, where the linters would read it): on ``PYTHONPATH``
+    that tree's ``streams`` alone would take its agents and tables from the venv's editable install,
+    that is from this checkout, not the other one."""
+    target = Path(tempfile.gettempdir()) / "k8sev-bench-trees" / tree.name
     shutil.rmtree(target, ignore_errors=True)
     ignore = shutil.ignore_patterns("__pycache__")
     shutil.copytree(tree / "streams", target / "streams", ignore=ignore)
