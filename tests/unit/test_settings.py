@@ -86,7 +86,7 @@ def test_fields_have_real_typed_defaults() -> None:
     # The defaults are the parsed values of the documented texts, not None placeholders.
     bare = Settings()
     assert bare.kafka.brokers == ("kafka://localhost:9092",)
-    assert bare.kafka.topic_partitions == 6 and bare.stages.bulk_within == 1.0
+    assert bare.kafka.topic_partitions == 6 and bare.stages.bulk_within == 0.25
     assert bare.kube.kubeconfig is None and bare.stages.ingest is True
     read = Settings.from_env({"K8SEV_IDENTITY": "x"})
     assert read.kafka == bare.kafka and read.search == bare.search and read.kube == bare.kube
