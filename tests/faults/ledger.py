@@ -23,7 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from devstack import offsets, transient, wait
-from devstack.worker import Worker
+from devstack.worker import Worker, metric
 from tests.e2e.helpers import now_rfc3339, once_consumed
 
 
@@ -217,16 +217,40 @@ def where_lost(lost: set[str], produced: set[str], worker: Worker) -> str:
     """For a failure message: at which stage each lost version went missing, whether a newer version
     of the same event superseded it, and how often the worker listed and its watch expired."""
     bootstrap = worker.env["DEVSTACK_KAFKA_BOOTSTRAP"]
-    raw = set(asyncio.run(topic_versions(bootstrap, worker.raw_topic)))
+    raw_order = asyncio.run(topic_versions(bootstrap, worker.raw_topic))
+    raw = set(raw_order)
     clean = set(asyncio.run(topic_versions(bootstrap, worker.clean_topic)))
     newer = superseded(produced)
+    try:
+        stale = metric(worker.metrics(), "k8sev_dedup_dropped_total", verdict="stale")
+    except OSError:  # the worker is gone
+        stale = float("nan")
     lines = [
         f"{len(lost)} lost; the worker listed {len(worker.log_events('list_done'))} times, "
-        f"its watch expired (410) {len(worker.log_events('watch_expired'))} times"
+        f"its watch expired (410) {len(worker.log_events('watch_expired'))} times, "
+        f"its sends failed {len(worker.log_events('kafka_send_failed'))} times; "
+        f"dedup dropped {stale:.0f} versions older than one it had delivered"
     ]
     for version in sorted(lost):
         stage = "dedup or sink" if version in raw else "ingest (never on the raw topic)"
         if version in clean:
             stage = "sink (on the clean topic)"
-        lines.append(f"  {version}: lost in {stage}; superseded={version in newer}")
+        lines.append(
+            f"  {version}: lost in {stage}; superseded={version in newer}; "
+            # Dedup drops a version older than one it delivered: a newer one first means a replay.
+            f"newer version first on the raw topic={_newer_first(raw_order, version)}"
+        )
     return "\n".join(lines)
+
+
+def _newer_first(order: list[str], version: str) -> bool:
+    """Whether a newer version of ``version``'s uid precedes its first copy in ``order`` (all of a
+    uid's records share one partition, whose order ``order`` keeps)."""
+    uid, rv = version.split(":")
+    for seen in order:
+        if seen == version:
+            return False
+        other_uid, other_rv = seen.split(":")
+        if other_uid == uid and other_rv.isdigit() and int(other_rv) > int(rv):
+            return True
+    return False
