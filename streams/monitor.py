@@ -2,8 +2,8 @@
 assignments, commits and send errors; event rates come from our own ``k8sev_*`` counters.
 
 Faust calls its monitor several times for every record consumed, processed, sent and every table
-read or write, and Faust's Prometheus sensor updates labelled series each time. Profiled in the
-worker that was about 12% of its CPU per event (docs/benchmarks.md) for series that repeat what
+read or write, and Faust's Prometheus sensor updates labelled series each time: about a fifth of
+the worker's CPU per event (bench.sink, docs/benchmarks.md) for series that repeat what
 ``k8sev_events_*`` and ``k8sev_dedup_*`` already count, so those hooks do nothing here and their
 series are not registered: a series that exists but never moves would mislead.
 """

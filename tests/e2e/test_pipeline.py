@@ -266,7 +266,7 @@ async def test_offsets_are_committed_once_documents_are_indexed(
     await produce(kafka_bootstrap, worker.raw_topic, records)
     await asyncio.to_thread(wait_for_documents, es_client, worker, 30)
     clean = worker.clean_topic
-    # Every clean record was acknowledged by the sink and both count agents, and committed.
+    # Every clean record was acknowledged by the sink, and committed.
     progress = await offsets.caught_up(kafka_bootstrap, worker.app_id, [clean], timeout=30)
     assert progress.end[clean] == 30
     assert progress.done
