@@ -20,8 +20,9 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         global _built
         if _built is None:
-            from streams import pipeline
+            from streams import loop, pipeline
 
+            loop.choose()  # before Faust's worker makes its event loop
             _built = pipeline.create_app(pipeline.load_settings())
         return _built
     raise AttributeError(f"module 'streams' has no attribute {name!r}")

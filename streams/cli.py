@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 
+from streams import loop
 from streams.pipeline import create_app
 from streams.settings import Settings, SettingsError
 
@@ -41,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     except SettingsError as exc:
         print(f"event-collector: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    loop.choose()  # before Faust's worker makes its event loop
     app = create_app(settings)
     sys.argv = ["event-collector", "worker", "--loglevel", args.loglevel]
     app.main()

@@ -286,7 +286,7 @@ def create_app(settings: Settings) -> App:
     @app.task
     async def announce_settings() -> None:
         # At start-up rather than when built: Faust sets up logging only when the worker starts.
-        logs.info(log, "settings_loaded", **settings.describe())
+        logs.info(log, "settings_loaded", event_loop=type(asyncio.get_running_loop()).__module__, **settings.describe())
         if settings.ignored:
             logs.warning(log, "settings_unknown", variables=",".join(settings.ignored), action="ignored")
 
