@@ -34,6 +34,8 @@ class Figures:
     lost: int
     unexpected: int
     redeliveries: int
+    #: The lost versions themselves (``lost`` of them), for the failure message.
+    missing: set[str] = field(default_factory=set)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def line(self, case: str) -> str:
@@ -174,12 +176,14 @@ def settle(generator: Generator, worker: Worker, engine: Any, timeout: float = 2
             not_yet=transient.search,
         )
     found = once_consumed(worker, lambda: indexed_versions(engine, prefix))
+    missing = expected - set(found)
     return Figures(
         produced=len(expected),
         indexed=len(found),
-        lost=len(expected - set(found)),
+        lost=len(missing),
         unexpected=len(set(found) - generator.versions),
         redeliveries=sum(v - 1 for v in found.values()),
+        missing=missing,
     )
 
 
