@@ -44,10 +44,9 @@ ASSETS = {
     "vendor/uplot/uPlot.iife.min.js": "text/javascript",
     "vendor/uplot/uPlot.min.css": "text/css",
 }
-NOT_CONFIGURED = "this worker has no search engine configured (K8SEV_ES_URL): the explorer has nothing to search"
 
 
-# The worker's own count view (/counts/reasons/), asked with these parameters; None: not available.
+# The worker's own count view (/counts/reasons/), asked with these parameters.
 CountsView = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
 
 
@@ -68,15 +67,19 @@ def _load(name: str) -> bytes:
 
 
 class Explorer:
-    """The page, its assets and its JSON API over one search client (None: not configured)."""
+    """The page, its assets and its JSON API over one search client and the worker's count view.
+
+    Both always exist in a worker: K8SEV_ES_URL cannot be empty (a start-up error), and every worker
+    serves /counts/reasons/.
+    """
 
     def __init__(
         self,
         config: ExplorerSettings,
-        search: Searcher | None,
+        search: Searcher,
         index_pattern: str,
+        counts: CountsView,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        counts: CountsView | None = None,
     ) -> None:
         self.config = config
         self.counts = counts
@@ -147,8 +150,6 @@ class Explorer:
         handler = {"search": self._search, "histogram": self._histogram, "timeline": self._timeline}.get(what)
         if handler is None:
             return self._error(404, f"no API {what[:40]!r}; there are search, histogram, timeline, top")
-        if self.search_client is None:
-            return self._error(503, NOT_CONFIGURED, state="not_configured")
         started = time.monotonic()
         try:
             body = await handler(self.search_client, params)
@@ -204,8 +205,6 @@ class Explorer:
             return self._error(400, "top takes window=1m|1h, top=1..50, namespace and type", state="bad_request")
         if params.get("type", "Normal") not in query.TYPES:
             return self._error(400, "type: Normal or Warning", state="bad_request")
-        if self.counts is None:
-            return self._error(503, "the count views are not available on this worker", state="not_configured")
         asked = {k: v for k, v in params.items() if v}
         try:
             body = await asyncio.wait_for(self.counts({**asked, "window": window, "top": top}), self.config.timeout)

@@ -20,7 +20,7 @@ from streams.settings import Settings
 def install(app: Any, settings: Settings) -> Explorer | None:
     """Register the explorer's views on ``app`` (a faust.App); None when K8SEV_EXPLORER=false.
 
-    The search settings say where to search (no URL: the page says so); ``settings.explorer`` who
+    The search settings say where to search (K8SEV_ES_URL, never empty); ``settings.explorer`` who
     may read it and how long a search may take.
     """
     explorer = settings.explorer
@@ -28,7 +28,7 @@ def install(app: Any, settings: Settings) -> Explorer | None:
         return None
     from streams.search import SearchClient
 
-    urls, prefix = settings.search.urls, settings.search.index_prefix
+    prefix = settings.search.index_prefix
     canonical = str(app.conf.canonical_url).rstrip("/")
 
     async def counts(params: Mapping[str, str]) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def install(app: Any, settings: Settings) -> Explorer | None:
         except aiohttp.ClientError as exc:
             raise ConnectionError(str(exc) or type(exc).__name__) from exc
 
-    core = Explorer(explorer, SearchClient(settings) if urls else None, f"{prefix}-*", counts=counts)
+    core = Explorer(explorer, SearchClient(settings), f"{prefix}-*", counts)
 
     def respond(view: web.View, reply: Reply) -> web.Response:
         return view.bytes(reply.body, content_type=reply.content_type, status=reply.status, headers=reply.headers)
@@ -74,5 +74,5 @@ def install(app: Any, settings: Settings) -> Explorer | None:
             return respond(self, refused)
         return respond(self, await core.api(what, dict(request.query)))
 
-    logs.info(log, "explorer_installed", path="/ui/", search=bool(urls), protected=explorer.protected)
+    logs.info(log, "explorer_installed", path="/ui/", protected=explorer.protected)
     return core
