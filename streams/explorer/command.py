@@ -169,7 +169,7 @@ def current_namespace(env: Mapping[str, str]) -> str:
 
 
 def connection_settings(env: Mapping[str, str], es_url: str | None) -> Settings:
-    """The worker's Settings, from only the variables that locate the archive."""
+    """The worker's Settings, from only the variables that locate the archive; ``es_url`` wins over K8SEV_ES_URL."""
 
     subset = {k: v for k, v in env.items() if k in CONNECTION_VARIABLES}
     if es_url:
@@ -177,7 +177,13 @@ def connection_settings(env: Mapping[str, str], es_url: str | None) -> Settings:
     try:
         return Settings.from_env(subset)
     except SettingsError as exc:
-        raise UsageError("; ".join(exc.problems)) from None
+        problems = exc.problems
+        if es_url:
+            # Name what the user typed, not the variable it stood in for.
+            problems = [
+                "--es-url" + p.removeprefix("K8SEV_ES_URL") if p.startswith("K8SEV_ES_URL=") else p for p in problems
+            ]
+        raise UsageError("; ".join(problems)) from None
 
 
 async def _run(args: argparse.Namespace, params: dict[str, str], settings: Settings, out: TextIO) -> int:

@@ -481,7 +481,11 @@ def test_opensearch_serves_the_same_api(
 # ---------------------------------------------------------------- the command
 
 
-def eventlog(archive: Archive, *argv: str, url: str | None = None) -> tuple[int, str, str]:
+def eventlog(
+    archive: Archive, *argv: str, env_url: str | None = None, es_url: str | None = None
+) -> tuple[int, str, str]:
+    """Run the command on the archive: K8SEV_ES_URL is ``env_url`` (default: the worker's archive), and
+    ``es_url``, when given, is passed as ``--es-url``; so a test can point the two at different places."""
     import subprocess
     import sys
 
@@ -490,12 +494,13 @@ def eventlog(archive: Archive, *argv: str, url: str | None = None) -> tuple[int,
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
         "HOME": os.environ.get("HOME", "/root"),
         "KUBECONFIG": archive.worker.env["KUBECONFIG"],
-        "K8SEV_ES_URL": url or archive.worker.env["K8SEV_ES_URL"],
+        "K8SEV_ES_URL": env_url or archive.worker.env["K8SEV_ES_URL"],
         "K8SEV_INDEX_PREFIX": archive.worker.index_prefix,
     }
+    flags = ["--es-url", es_url] if es_url is not None else []
     # Through kubectl, as a plugin found on PATH, when kubectl is there.
     command = ["kubectl", "eventlog"] if shutil.which("kubectl") else [f"{bin_dir}/kubectl-eventlog"]
-    done = subprocess.run([*command, *argv], env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*command, *argv, *flags], env=env, capture_output=True, text=True, timeout=120)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -569,7 +574,17 @@ def test_eventlog_table_of_real_events(archive: Archive, kube_client: client.Api
         "the event in the archive",
         lambda: archive.api("search", namespace=archive.namespace, reason="ForEventlog")[1]["total"],
     )
-    code, out, err = eventlog(archive, "-n", archive.namespace, "--reason", "ForEventlog")
+    # Named by --es-url, with K8SEV_ES_URL pointing nowhere: only the flag can have found it.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    code, out, err = eventlog(
+        archive,
+        "-n",
+        archive.namespace,
+        "--reason",
+        "ForEventlog",
+        env_url=nowhere,
+        es_url=archive.worker.env["K8SEV_ES_URL"],
+    )
     assert code == 0, err
     header, row = out.splitlines()
     assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
@@ -612,11 +627,15 @@ def test_eventlog_watch_sees_a_new_event(archive: Archive, kube_client: client.A
 
 def test_eventlog_exits_1_with_one_line_when_the_archive_is_unreachable(archive: Archive) -> None:
     started = time.monotonic()
-    code, out, err = eventlog(archive, "-A", url=f"http://127.0.0.1:{free_port()}")
+    # --es-url names the unreachable archive; K8SEV_ES_URL (the reachable one) must not be used instead.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    code, out, err = eventlog(archive, "-A", es_url=nowhere)
     assert code == 1 and out == ""
     assert len(err.strip().splitlines()) == 1
-    assert err.startswith("error: the event archive at http://127.0.0.1:")
+    assert err.startswith(f"error: the event archive at {nowhere} is unreachable")
     assert time.monotonic() - started < 60
+    code, out, err = eventlog(archive, "-A", env_url=nowhere)
+    assert code == 1 and err.startswith(f"error: the event archive at {nowhere} is unreachable")
 
 
 # ---------------------------------------------------------------- load time
