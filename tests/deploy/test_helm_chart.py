@@ -24,7 +24,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from devstack import transient, wait
-from streams.settings import Settings
+from streams.settings import Settings, SettingsError
 from tests.deploy.helpers import CHART_DIR, CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, ROOT, defaults, find, load_yaml
 from tests.deploy.rbac import (
     RESTRICTED,
@@ -42,15 +42,14 @@ pytestmark = pytest.mark.deploy
 NAMESPACE = "k8s-event-streams"
 RELEASE = "events"
 FULLNAME = f"{RELEASE}-k8s-event-streams"
-#: The worker-role setting of issue 11; the chart renders it, the worker does not read it yet.
-PENDING_SETTINGS = {"K8SEV_ROLE"}
 
 ALL_OPTIONS: dict[str, Any] = {
     "image": {"repository": "registry.example.com/k8s-event-streams", "tag": "9.9.9", "pullPolicy": "Always"},
     "imagePullSecrets": [{"name": "regcred"}],
     "replicas": 3,
     "cluster": "prod-eu",
-    "role": "ingest",
+    # Both away from their defaults, and a combination the worker accepts (role=ingest needs ingest).
+    "role": "streams",
     "ingest": False,
     "kafka": {
         "brokers": "kafka://k1:9093,kafka://k2:9093",
@@ -194,19 +193,19 @@ def mounted_here(objects: list[dict[str, Any]], root: Path) -> dict[str, str]:
 def test_every_setting_the_chart_renders_is_one_the_worker_reads(
     rendered: list[dict[str, Any]], all_options: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    known = set(defaults()) | PENDING_SETTINGS
+    known = set(defaults())
     for number, objects in enumerate((rendered, all_options)):
         assert k8sev_names(objects) <= known, sorted(k8sev_names(objects) - known)
         environment = mounted_here(objects, tmp_path / str(number))
         # Every value valid and every file it names mounted, or SettingsError lists them all.
-        Settings.from_env({k: v for k, v in environment.items() if k not in PENDING_SETTINGS})
+        Settings.from_env(environment)
         assert not {n for n in environment if n.endswith(("PASSWORD", "API_KEY"))}
 
 
 def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str, Any]]) -> None:
     environment = worker_environment(all_options)
     assert {
-        "K8SEV_ROLE": "ingest",
+        "K8SEV_ROLE": "streams",
         "K8SEV_INGEST": "false",
         "K8SEV_CLUSTER": "prod-eu",
         "K8SEV_BROKER": "kafka://k1:9093,kafka://k2:9093",
@@ -330,6 +329,23 @@ def test_inconsistent_values_fail_with_the_key_named(setting: str, message: str)
     sets = (setting, "kafka.sasl.username=u") if "SASL" in setting else (setting,)
     with pytest.raises(ToolError, match=message):
         helm_template(CHART_DIR, RELEASE, NAMESPACE, set_strings=sets)
+
+
+ROLE_REFUSED = "role=ingest with ingest=false: an ingest-only worker that never takes the ingest Lease does nothing"
+
+
+@pytest.mark.parametrize("role", ["all", "ingest", "streams"])
+@pytest.mark.parametrize("ingest", ["true", "false"])
+def test_the_chart_refuses_exactly_the_roles_the_worker_refuses(role: str, ingest: str) -> None:
+    sets = (f"role={role}", f"ingest={ingest}")
+    try:
+        Settings.from_env({"K8SEV_ROLE": role, "K8SEV_INGEST": ingest})
+    except SettingsError:
+        with pytest.raises(ToolError, match=ROLE_REFUSED):
+            helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=sets)
+        return
+    stages = Settings.from_env(worker_environment(helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=sets))).stages
+    assert (stages.role, stages.ingest) == (role, ingest == "true")
 
 
 # --- Helm and kustomize agree ---------------------------------------------------------------------
@@ -533,6 +549,9 @@ def test_helm_install_gives_the_least_privilege_and_restricted_pods(
     # A misspelt value stops `helm install` before anything is created.
     with pytest.raises(ToolError, match="additional properties 'replica' not allowed"):
         install(release, release_namespace, kubeconfig, "--set", "replica=3")
+    # So does a role the worker would refuse at start-up.
+    with pytest.raises(ToolError, match=ROLE_REFUSED):
+        install(release, release_namespace, kubeconfig, "--set", "role=ingest", "--set", "ingest=false")
     assert helm("list", "--namespace", release_namespace, "--all", "--short", kubeconfig=kubeconfig).strip() == ""
     install(release, release_namespace, kubeconfig)
     objects = manifest_objects(release, release_namespace, kubeconfig)
