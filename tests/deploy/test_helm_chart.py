@@ -96,7 +96,7 @@ ALL_OPTIONS: dict[str, Any] = {
         "className": "nginx",
         "annotations": {"nginx.ingress.kubernetes.io/ssl-redirect": "true"},
         "host": "events.example.com",
-        "path": "/ui/",
+        "path": "/ui",
         "tls": [{"secretName": "events-tls", "hosts": ["events.example.com"]}],
     },
     "grafanaDashboard": {"enabled": True, "labels": {"grafana_dashboard": "1"}},
@@ -268,7 +268,7 @@ def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str
     (rule,) = ingress["spec"]["rules"]
     assert rule["host"] == "events.example.com"
     (path,) = rule["http"]["paths"]
-    assert path["path"] == "/ui/" and path["pathType"] == "Prefix"
+    assert path["path"] == "/ui" and path["pathType"] == "Prefix"
     assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": "web"}}
     assert service["spec"]["ports"] == [{"name": "web", "port": 8080, "targetPort": "web", "protocol": "TCP"}]
     assert ingress["spec"]["tls"] == ALL_OPTIONS["ingress"]["tls"]
@@ -433,6 +433,18 @@ def test_helm_and_kustomize_scrape_the_same_endpoint() -> None:
     chart = find(helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=("serviceMonitor.enabled=true",)), "ServiceMonitor")
     component = load_yaml(K8S_DIR / "components" / "servicemonitor" / "servicemonitor.yaml")
     assert chart["spec"]["endpoints"] == component["spec"]["endpoints"]
+
+
+def test_helm_and_kustomize_route_the_same_explorer_path() -> None:
+    objects = helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=("ingress.enabled=true",))
+    ((chart,),) = [rule["http"]["paths"] for rule in find(objects, "Ingress")["spec"]["rules"]]
+    ((component,),) = [
+        rule["http"]["paths"]
+        for rule in load_yaml(K8S_DIR / "components" / "explorer" / "ingress.yaml")["spec"]["rules"]
+    ]
+    # /ui, not /ui/: a Prefix of /ui/ would never pass /ui itself on to the worker's redirect.
+    assert (chart["path"], chart["pathType"]) == (component["path"], component["pathType"]) == ("/ui", "Prefix")
+    assert chart["backend"]["service"]["port"] == component["backend"]["service"]["port"] == {"name": "web"}
 
 
 def test_by_default_helm_and_kustomize_configure_the_same_worker(rendered: list[dict[str, Any]]) -> None:

@@ -392,6 +392,24 @@ def test_a_deployments_pod_timeline_shows_scheduled_started_killing_in_order(
     assert objects == {f"Pod/{pod}"}
 
 
+def test_ui_without_the_slash_redirects_to_the_page(archive: Archive) -> None:
+    # What an Ingress with path /ui (pathType Prefix, k8s/ and the chart alike) passes on for a bare /ui.
+    import http.client
+
+    parts = urllib.parse.urlsplit(archive.worker.url)
+    assert parts.hostname is not None
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.request("GET", "/ui")
+        response = connection.getresponse()
+        response.read()
+        assert (response.status, response.getheader("Location")) == (308, "/ui/")
+    finally:
+        connection.close()
+    status, body = archive.worker.get("/ui/")
+    assert status == 200 and b"<script" in body
+
+
 def test_the_token_setting_refuses_anonymous_requests(make_worker: Any, namespace: str, browser: Browser) -> None:
     worker = make_worker(K8SEV_NAMESPACES=namespace, K8SEV_EXPLORER_TOKEN="t0ken-for-tests")
     for path in ("/ui/", "/ui/api/search", "/ui/api/timeline?kind=Pod&name=x", "/ui/api/top", "/ui/static/explorer.js"):
