@@ -7,6 +7,7 @@ probe the ServiceAccount's token as the kustomize tests do, upgrade, and uninsta
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import importlib.util
@@ -24,6 +25,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from devstack import transient, wait
+from streams.explorer.handlers import Explorer
 from streams.settings import Settings, SettingsError
 from tests.deploy.helpers import CHART_DIR, CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, ROOT, defaults, find, load_yaml
 from tests.deploy.rbac import (
@@ -91,6 +93,9 @@ ALL_OPTIONS: dict[str, Any] = {
     "service": {"port": 8080},
     "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2},
     "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
+    "explorer": {
+        "auth": {"existingSecret": "explorer-auth", "tokenKey": "ui-token", "username": "ops", "passwordKey": "ui-pw"}
+    },
     "ingress": {
         "enabled": True,
         "className": "nginx",
@@ -199,7 +204,7 @@ def test_every_setting_the_chart_renders_is_one_the_worker_reads(
         environment = mounted_here(objects, tmp_path / str(number))
         # Every value valid and every file it names mounted, or SettingsError lists them all.
         Settings.from_env(environment)
-        assert not {n for n in environment if n.endswith(("PASSWORD", "API_KEY"))}
+        assert not {n for n in environment if n.endswith(("PASSWORD", "API_KEY", "TOKEN"))}
 
 
 def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str, Any]]) -> None:
@@ -227,6 +232,7 @@ def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str
         "K8SEV_EXCLUDE_REASONS": "Pulled",
         "K8SEV_BULK_SIZE": "1000",
         "K8SEV_LEASE_DURATION": "20s",
+        "K8SEV_EXPLORER_USERNAME": "ops",
     }.items() <= environment.items()
     # Every *_FILE setting names a file a Secret volume puts there, under the key the values chose.
     worker = container(all_options)
@@ -242,13 +248,16 @@ def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str
         "K8SEV_ES_CA_CERTS": ("os-ca", "ca.crt"),
         "K8SEV_ES_CLIENT_CERT": ("os-ca", "tls.crt"),
         "K8SEV_ES_CLIENT_KEY": ("os-ca", "tls.key"),
+        "K8SEV_EXPLORER_TOKEN_FILE": ("explorer-auth", "ui-token"),
+        "K8SEV_EXPLORER_PASSWORD_FILE": ("explorer-auth", "ui-pw"),
     }
     for variable, (secret_name, key) in files.items():
         path = Path(environment[variable])
         secret = volumes[mounts[str(path.parent)]]["secret"]
         assert secret["secretName"] == secret_name
         assert {"key": key, "path": path.name} in secret["items"], variable
-    assert all(m.get("readOnly") for m in worker["volumeMounts"] if m["name"] in {"kafka-tls", "search-tls"})
+    secret_mounts = [m for m in worker["volumeMounts"] if "secret" in volumes[m["name"]]]
+    assert len(secret_mounts) == 5 and all(m.get("readOnly") for m in secret_mounts)
     # The cluster-facing options.
     deployment = find(all_options, "Deployment")
     assert deployment["spec"]["replicas"] == 3
@@ -286,6 +295,43 @@ def test_an_api_key_from_a_secret_is_a_file_for_the_worker() -> None:
     assert secret["secretName"] == "es-key" and secret["items"] == [{"key": "key", "path": "api-key"}]
 
 
+def _explorer_for(objects: list[dict[str, Any]], root: Path) -> Explorer:
+    """The explorer the rendered worker would serve, its Secret files holding ``<secret>/<key>``."""
+
+    async def nothing(*args: Any) -> dict[str, Any]:
+        raise AssertionError("no search in this test")
+
+    searcher = type("Searcher", (), {"search": nothing})()
+    return Explorer(Settings.from_env(mounted_here(objects, root)).explorer, searcher, "k8s-event-*", nothing)
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def test_explorer_auth_from_a_secret_makes_the_worker_demand_it(tmp_path: Path) -> None:
+    open_page = _explorer_for(helm_template(CHART_DIR, RELEASE, NAMESPACE), tmp_path / "default")
+    assert open_page.authorized(None)
+
+    token = ("explorer.auth.existingSecret=ui", "explorer.auth.tokenKey=token")
+    by_token = _explorer_for(helm_template(CHART_DIR, RELEASE, NAMESPACE, set_strings=token), tmp_path / "token")
+    assert not by_token.authorized(None) and not by_token.authorized("Bearer guess")
+    assert by_token.authorized("Bearer ui/token")  # the Secret's file, as mounted_here wrote it
+
+    basic = ("explorer.auth.existingSecret=ui", "explorer.auth.username=ops", "explorer.auth.passwordKey=pw")
+    objects = helm_template(CHART_DIR, RELEASE, NAMESPACE, set_strings=basic)
+    by_user = _explorer_for(objects, tmp_path / "basic")
+    assert not by_user.authorized(None) and not by_user.authorized(_basic("ops", "guess"))
+    assert by_user.authorized(_basic("ops", "ui/pw"))
+    # The token and the password are files from the Secret, never values in the environment.
+    environment = worker_environment(objects)
+    assert environment["K8SEV_EXPLORER_PASSWORD_FILE"] == "/etc/k8s-event-streams/explorer-auth/password"
+    assert not {"K8SEV_EXPLORER_TOKEN", "K8SEV_EXPLORER_PASSWORD"} & set(environment)
+    volumes = find(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    (secret,) = [v["secret"] for v in volumes if "secret" in v]
+    assert secret["secretName"] == "ui" and secret["items"] == [{"key": "pw", "path": "password"}]
+
+
 def test_the_dashboard_config_map_is_the_dashboard_for_the_sidecar(rendered: list[dict[str, Any]]) -> None:
     config_map = find(rendered, "ConfigMap", f"{FULLNAME}-dashboard")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
@@ -301,6 +347,7 @@ def test_the_dashboard_config_map_is_the_dashboard_for_the_sidecar(rendered: lis
         "search.tls.caFile=ca.crt",
         "ingress.hostname=x.example.com",
         "serviceMonitor.enable=true",
+        "explorer.auth.token=x",
     ],
 )
 def test_a_misspelt_value_fails_template_and_lint(setting: str) -> None:
@@ -323,6 +370,13 @@ def test_a_misspelt_value_fails_template_and_lint(setting: str) -> None:
         ("search.indexPrefix=Upper", "indexPrefix"),
         ("search.passwordKey=password", "search.existingSecret"),
         ("search.existingSecret=s,search.apiKeyKey=k,search.username=u", "search.username"),
+        ("extraEnv.K8SEV_EXPLORER_TOKEN=t", "secrets come from an existing Secret"),
+        ("extraEnv.K8SEV_EXPLORER_PASSWORD=pw", "secrets come from an existing Secret"),
+        ("extraEnv.K8SEV_EXPLORER_TOKEN_FILE=/t", "the chart sets K8SEV_EXPLORER_TOKEN_FILE itself"),
+        ("explorer.auth.existingSecret=s", "name explorer.auth.tokenKey and/or explorer.auth.passwordKey"),
+        ("explorer.auth.tokenKey=token", "explorer.auth.existingSecret"),
+        ("explorer.auth.existingSecret=s,explorer.auth.passwordKey=pw", "explorer.auth.username and"),
+        ("explorer.auth.existingSecret=s,explorer.auth.tokenKey=t,explorer.auth.username=u", "passwordKey go together"),
     ],
 )
 def test_inconsistent_values_fail_with_the_key_named(setting: str, message: str) -> None:
@@ -582,6 +636,29 @@ def test_helm_install_gives_the_least_privilege_and_restricted_pods(
         assert_least_privilege(sa, release_namespace, other_namespace)
     finally:
         sa.close()
+
+
+@pytest.mark.stack
+def test_the_notes_warn_of_an_ingress_without_explorer_auth(stack: dict[str, str]) -> None:
+    def notes(*sets: str) -> str:
+        # A client-side dry run prints the notes; it asks the API server only for its version.
+        args = [f"--set={item}" for item in sets]
+        out = helm(
+            "install",
+            RELEASE,
+            str(CHART_DIR),
+            "--namespace",
+            NAMESPACE,
+            "--dry-run=client",
+            *args,
+            kubeconfig=stack["KUBECONFIG"],
+        )
+        return out.partition("NOTES:")[2]
+
+    assert "port-forward" in notes() and "WARNING" not in notes()
+    assert "WARNING: the Ingress exposes the explorer (/ui) to anyone" in notes("ingress.enabled=true")
+    protected = ("ingress.enabled=true", "explorer.auth.existingSecret=ui", "explorer.auth.tokenKey=token")
+    assert "WARNING" not in notes(*protected)
 
 
 def _replica_sets(apps: client.AppsV1Api, namespace: str, release: str) -> dict[str, Any]:

@@ -27,16 +27,20 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{/* The K8SEV_* variables the Deployment sets itself (extraEnv may not set them: env would win). */}}
 {{- define "k8sev.deploymentEnv" -}}
-K8SEV_IDENTITY,K8SEV_WEB_HOST,K8SEV_WEB_PORT,K8SEV_DATA_DIR,K8SEV_KAFKA_PASSWORD_FILE,K8SEV_KAFKA_CA_FILE,K8SEV_KAFKA_CERT_FILE,K8SEV_KAFKA_KEY_FILE,K8SEV_ES_PASSWORD_FILE,K8SEV_ES_API_KEY_FILE,K8SEV_ES_CA_CERTS,K8SEV_ES_CLIENT_CERT,K8SEV_ES_CLIENT_KEY
+K8SEV_IDENTITY,K8SEV_WEB_HOST,K8SEV_WEB_PORT,K8SEV_DATA_DIR,K8SEV_KAFKA_PASSWORD_FILE,K8SEV_KAFKA_CA_FILE,K8SEV_KAFKA_CERT_FILE,K8SEV_KAFKA_KEY_FILE,K8SEV_ES_PASSWORD_FILE,K8SEV_ES_API_KEY_FILE,K8SEV_ES_CA_CERTS,K8SEV_ES_CLIENT_CERT,K8SEV_ES_CLIENT_KEY,K8SEV_EXPLORER_TOKEN_FILE,K8SEV_EXPLORER_PASSWORD_FILE
 {{- end -}}
 
-{{/* The secretName and items of one Secret volume ("kafka-tls", "kafka-sasl", "search-credentials",
-     "search-tls"); empty when the values ask for no such files. Called with (list $ volume). */}}
+{{/* The Secret volumes the Deployment may mount, in order. */}}
+{{- define "k8sev.secretVolumes" -}}kafka-tls,kafka-sasl,search-credentials,search-tls,explorer-auth{{- end -}}
+
+{{/* The secretName and items of one Secret volume (one of k8sev.secretVolumes); empty when the values
+     ask for no such files. Called with (list $ volume). */}}
 {{- define "k8sev.secretItems" -}}
 {{- $root := index . 0 -}}
 {{- $volume := index . 1 -}}
 {{- $kafka := $root.Values.kafka -}}
 {{- $search := $root.Values.search -}}
+{{- $auth := $root.Values.explorer.auth -}}
 {{- $secret := "" -}}
 {{- $items := list -}}
 {{- if eq $volume "kafka-tls" -}}
@@ -53,6 +57,9 @@ K8SEV_IDENTITY,K8SEV_WEB_HOST,K8SEV_WEB_PORT,K8SEV_DATA_DIR,K8SEV_KAFKA_PASSWORD
 {{- else if eq $volume "search-tls" -}}
 {{- $secret = $search.tls.existingSecret -}}
 {{- $items = list (list $search.tls.caKey "ca.crt") (list $search.tls.certKey "tls.crt") (list $search.tls.keyKey "tls.key") -}}
+{{- else if eq $volume "explorer-auth" -}}
+{{- $secret = $auth.existingSecret -}}
+{{- $items = list (list $auth.tokenKey "token") (list $auth.passwordKey "password") -}}
 {{- end -}}
 {{- if $secret }}
 secretName: {{ $secret }}
