@@ -15,6 +15,7 @@ import yaml
 
 from streams.settings import Settings
 from tests.deploy.helpers import K8S_DIR, ROOT, find
+from tests.fixtures.tools import kustomize_build
 
 pytestmark = pytest.mark.deploy
 
@@ -22,15 +23,12 @@ COMPONENT = K8S_DIR / "components" / "explorer"
 
 
 def render(tmp_path: Path) -> list[dict[str, Any]]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed: the component uses patches, which only kubectl kustomize renders")
+    """k8s/ with the component, as docs/explorer.md's overlay has it, built by the project's kustomize."""
     overlay = tmp_path / "overlay"
     overlay.mkdir()
     spec = {"resources": [os.path.relpath(K8S_DIR, overlay)], "components": [os.path.relpath(COMPONENT, overlay)]}
     (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec))
-    out = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=True).stdout
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+    return kustomize_build(overlay)
 
 
 def test_the_ingress_exposes_only_the_explorer_on_the_web_port(tmp_path: Path) -> None:
