@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import kube_writer, search, synthetic, topics
+from bench import kube_writer, search, stores, synthetic, topics
 from bench import report as reporting
 from bench import stack as bench_stack
 from bench.procstats import mib
@@ -43,7 +43,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="100,000 through the topic, 10,000 live")
     parser.add_argument("--env", action="append", default=[], metavar="K8SEV_X=value", help="worker setting override")
     parser.add_argument("--replay", type=int, default=10_000, help="after kill -9: raw records replayed (0: no kill)")
-    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--keep", action="store_true", help="keep the topics, index and data directories")
     args = parser.parse_args(argv)
     if args.quick:
         args.events = min(args.events, 100_000)
@@ -164,6 +164,13 @@ def restart_and_replay(
     worker.wait_consumed(timeout=300)
     log("kill -9 and restart")
     worker.kill()
+    if worker.env.get("K8SEV_STORE", "memory://").startswith("rocksdb"):
+        for gap in stores.gaps(Path(worker.env["K8SEV_DATA_DIR"]), bootstrap, worker.app_id):
+            report.add(
+                section,
+                f"changelog to recover, {gap.table} (records behind / on it; stores without an offset)",
+                f"{gap.behind} / {gap.end}; {gap.without_offset} of {gap.partitions}",
+            )
     worker.start()
     worker.wait_ready(timeout=600)
     ready = time.monotonic() - worker.started_at
@@ -241,7 +248,10 @@ def run(args: argparse.Namespace) -> Report:
         if args.live:
             live(args, stack, report, tmp)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if args.keep:
+            log(f"kept the workers' data under {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 

@@ -1,10 +1,13 @@
 """Dedup's memory: per uid, the last delivered resourceVersion and its occurrence count.
 
-With the RocksDB store (`K8SEV_STORE=rocksdb://`) it is a plain table whose entries live at least three dedup
-horizons: RocksDB drops older ones when it compacts (its TTL), and the changelog topic deletes
-records older than that too, so the state stays bounded on disk and in Kafka, and nothing per uid
-stays in the worker's memory. (A windowed table would keep every key of every open window in a
-Python set for its own expiry: about 0.8 KiB per uid, measured in bench.memory.)
+With the RocksDB store (`K8SEV_STORE=rocksdb://`) it is a plain table whose entries carry the time
+they were written: a sweep on a timer deletes, from this worker's own stores, entries older than
+three dedup horizons, and the changelog topic deletes records older than that too, so the state
+stays bounded on disk and in Kafka, and nothing per uid stays in the worker's memory. (A windowed
+table would keep every key of every open window in a Python set for its own expiry: about 0.8 KiB
+per uid, measured in bench.memory.) RocksDB's own TTL is not used: a store reopened with it after
+a restart got the TTL filter twice, and its next compaction deleted every entry (bench.memory's
+replay after kill -9 found 5 of 6 partitions empty).
 
 With ``memory://`` the whole state is in memory anyway: it stays the tumbling-windowed table whose
 window is the horizon (a lookup reads the current window and the one before), so it is bounded by
@@ -13,15 +16,29 @@ the windows Faust drops.
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
 
+from streams import logs
 from streams.dedup import Seen
 from streams.settings import Settings
 
+log = logging.getLogger(__name__)
+
 #: How many horizons a RocksDB entry outlives its last write (the windowed table's upper bound).
 KEEP_HORIZONS = 3
+
+#: Entries the sweep reads between two yields to the event loop.
+SWEEP_CHUNK = 2000
+
+#: Faust's own key in every RocksDB store (the last changelog offset applied): never swept.
+_OFFSET_KEY = b"__faust\0offset__"
 
 #: Small memtables and block cache per partition store: Faust's defaults (3 x 64 MiB memtables and
 #: a 2 GiB block cache per partition) would keep a million uids of a few partitions all in memory
@@ -41,25 +58,31 @@ def is_rocksdb(settings: Settings) -> bool:
 class DedupMemory:
     """What dedup delivered per uid; read and written only from the dedup agent's stream."""
 
-    def __init__(self, app: faust.App, settings: Settings) -> None:
-        self._horizon = settings.stages.dedup_horizon
+    def __init__(self, app: faust.App, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.horizon = settings.stages.dedup_horizon
         self._windowed = not is_rocksdb(settings)
-        help_text = "uid -> [resourceVersion, count] of the last version delivered to the clean topic"
+        self._clock = clock
+        self.keep = KEEP_HORIZONS * self.horizon
+        help_text = "uid -> [resourceVersion, count, written] of the last version delivered to the clean topic"
         if self._windowed:
             self.table = app.Table(
                 "dedup-seen", default=lambda: None, partitions=settings.kafka.topic_partitions, help=help_text
-            ).tumbling(self._horizon, expires=self._horizon)
+            ).tumbling(self.horizon, expires=self.horizon)
             return
-        keep = KEEP_HORIZONS * self._horizon
         # Its own name: the windowed table's changelog holds (uid, window) keys.
         self.table = app.Table(
             "dedup-last",
             default=lambda: None,
             partitions=settings.kafka.topic_partitions,
             help=help_text,
-            options={**ROCKSDB_OPTIONS, "ttl": int(keep)},
-            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(int(keep * 1000))},
+            options=ROCKSDB_OPTIONS,
+            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(int(self.keep * 1000))},
         )
+
+    @property
+    def sweeps(self) -> bool:
+        """Whether expired entries must be deleted by :meth:`sweep` (the windowed table expires its own)."""
+        return not self._windowed
 
     def recall(self, uid: str) -> Seen | None:
         """What was last delivered for ``uid`` within the horizon (current window first)."""
@@ -68,7 +91,7 @@ class DedupMemory:
             window = self.table[uid]
             value = window.current()
             if value is None:
-                value = window.delta(self._horizon)
+                value = window.delta(self.horizon)
         else:
             value = self.table.get(uid)
         if not value:
@@ -76,8 +99,49 @@ class DedupMemory:
         return Seen(resource_version=str(value[0]), count=int(value[1]))
 
     def remember(self, uid: str, delivered: Seen) -> None:
-        self.table[uid] = [delivered.resource_version, delivered.count]
+        if self._windowed:
+            self.table[uid] = [delivered.resource_version, delivered.count]
+        else:
+            self.table[uid] = [delivered.resource_version, delivered.count, int(self._clock())]
+
+    async def sweep(self) -> int:
+        """Delete, from this worker's RocksDB stores, the entries written more than ``keep`` ago;
+        returns how many. Local deletes only: the changelog's own retention drops the same records."""
+        # Faust's RocksDB store keeps one database per partition it opened, with no public way to
+        # reach them; a store without them (another driver) has nothing to sweep.
+        databases: dict[int, Any] = dict(getattr(self.table.data, "_dbs", {}))
+        cutoff = self._clock() - self.keep
+        deleted = read = 0
+        for partition, db in sorted(databases.items()):
+            expired = []
+            for key, raw in db.items():
+                read += 1
+                if read % SWEEP_CHUNK == 0:
+                    await asyncio.sleep(0)  # a million entries must not stall the stream
+                if key != _OFFSET_KEY and written_at(raw) < cutoff:
+                    expired.append(key)
+            for key in expired:
+                db.delete(key)
+            deleted += len(expired)
+            if expired:
+                logs.info(log, "dedup_swept", partition=partition, deleted=len(expired))
+        return deleted
+
+
+def written_at(raw: bytes) -> float:
+    """When a stored entry was written; entries of older releases, without the time, count as new."""
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return float("inf")
+    if isinstance(value, list) and len(value) >= 3 and isinstance(value[2], int | float):
+        return float(value[2])
+    return float("inf")
 
 
 def declare(app: faust.App, settings: Settings) -> DedupMemory:
-    return DedupMemory(app, settings)
+    memory = DedupMemory(app, settings)
+    if memory.sweeps:
+        # Every worker sweeps the stores it holds; an entry lives between keep and keep + horizon.
+        app.timer(interval=memory.horizon, name="dedup-sweep")(memory.sweep)
+    return memory
