@@ -164,7 +164,9 @@ def restart_and_replay(
     worker.wait_consumed(timeout=300)
     log("kill -9 and restart")
     worker.kill()
-    if worker.env.get("K8SEV_STORE", "memory://").startswith("rocksdb"):
+    from streams.settings import Settings
+
+    if Settings.from_env(worker.env).stages.store.startswith("rocksdb"):
         for gap in stores.gaps(Path(worker.env["K8SEV_DATA_DIR"]), bootstrap, worker.app_id):
             report.add(
                 section,

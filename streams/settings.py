@@ -185,12 +185,12 @@ class StageSettings:
     """Events buffered between the watch and Kafka: enough for two LIST pages, small enough to bound memory."""
     dedup_horizon: float = setting("DEDUP_HORIZON", "2h", v.positive_duration)
     """How long dedup remembers a uid: twice the API server's event TTL, so every re-send is still known."""
-    store: str = setting("STORE", "memory://", v.store)
-    """Where tables live: ``memory://`` (rebuilt from the changelog at every start) or ``rocksdb://`` (on disk
-    under the data directory: flat memory with millions of remembered uids, fast restarts). With per-record
-    remembering, RocksDB lost 5 of 2,177 versions under ``kill -9`` (it kept dedup's write while the clean record
-    was still in the producer's buffer); dedup now remembers only batches Kafka acknowledged, and the same
-    fault case then lost none (one run). Memory stays the default until more runs confirm it."""
+    store: str = setting("STORE", "rocksdb://", v.store)
+    """Where tables live: ``rocksdb://`` (on disk under the data directory: memory stays flat with millions
+    of remembered uids, and a restart on the same directory reads only the changelog written since: 1,000,000
+    uids, peak 259 MiB, ready 30 s after ``kill -9``) or ``memory://`` (rebuilt from the changelog at every
+    start; about 0.6 KiB of memory per uid remembered). The data directory needs about 60 bytes per distinct
+    event of the last three to four dedup horizons."""
     dedup_batch: int = setting("DEDUP_BATCH", "500", v.positive_int)
     """Raw records dedup handles at a time: their clean records are sent together and remembered once Kafka
     acknowledged them all. The size of a bulk request, so a batch flows on to the sink as one."""
