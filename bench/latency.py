@@ -38,6 +38,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="10 s per rate")
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--env", action="append", default=[], metavar="K8SEV_X=value", help="worker setting override")
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="two workers: an ingest-only leader (K8SEV_ROLE=ingest) and a streams-only worker (K8SEV_ROLE=streams)",
+    )
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
     if args.quick:
@@ -54,7 +59,7 @@ def measure(
     duration: float,
     poll: float,
     concurrency: int,
-    worker: runner.Worker,
+    workers: list[runner.Worker],
 ) -> dict[str, Any]:
     gen = kube_writer.GeneratorProcess.paced(stack["KUBECONFIG"], namespace, rate, duration, concurrency)
     confirmed: dict[str, float] = {}
@@ -92,7 +97,8 @@ def measure(
                 if hit["_id"] in unseen:
                     unseen.discard(hit["_id"])
                     latency[hit["_id"]] = answered - confirmed[hit["_id"]]
-        worker.check()
+        for worker in workers:
+            worker.check()
         return False
 
     # Not fatal: what is not searchable 120 s after the last create is reported.
@@ -120,26 +126,38 @@ def run(args: argparse.Namespace) -> Report:
     tmp = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     overrides = dict(item.split("=", 1) for item in args.env)
     env = bench_stack.worker_env(stack, name, tmp, K8SEV_NAMESPACES=namespace, **overrides)
+    envs = [env]
+    if args.split:
+        envs = [{**env, "K8SEV_ROLE": "ingest"}, runner.peer_env(env, "streams-0", K8SEV_ROLE="streams")]
     report.add_machine(stack)
     report.add_settings(env)
     report.add("settings", "poll interval (s)", args.poll)
-    worker: runner.Worker | None = None
+    report.add("settings", "workers", "ingest-only leader + streams-only worker" if args.split else "one, all roles")
+    workers: list[runner.Worker] = []
     try:
         kube_writer.create_namespace(stack["KUBECONFIG"], namespace)
-        worker = bench_stack.start_worker(env)
-        worker.wait_ready()
+        for index, worker_env in enumerate(envs):
+            workers.append(bench_stack.start_worker(worker_env, f"-{index}" if args.split else ""))
+        for worker in workers:
+            worker.wait_ready()
+        leader = workers[0]
         # Ready means the search engine and Kafka answer; the clock starts once the watch streams too.
-        wait.until("the watch up", lambda: runner.metric(worker.metrics(), "k8sev_watch_up"), timeout=60,
+        wait.until("the watch up", lambda: runner.metric(leader.metrics(), "k8sev_watch_up"), timeout=60,
                    ready=lambda up: up == 1)  # fmt: skip
         es = search.es_client(stack)
         for rate_text in args.rates.split(","):
             rate = float(rate_text)
             log(f"latency at {rate:g} events/s offered for {args.duration:g} s")
-            figures = measure(stack, es, name, namespace, rate, args.duration, args.poll, args.concurrency, worker)
+            cpu_before = [procstats.proc_cpu_seconds(worker.pid) for worker in workers]
+            figures = measure(stack, es, name, namespace, rate, args.duration, args.poll, args.concurrency, workers)
             for label, value in figures.items():
                 report.add(f"{rate:g} events/s offered", label, value)
             # The next rate starts on an idle pipeline: all of this one consumed, not a pause.
-            worker.wait_consumed()
+            leader.wait_consumed()
+            for worker, before in zip(workers, cpu_before, strict=True):
+                role = worker.env.get("K8SEV_ROLE", "all")
+                used = procstats.proc_cpu_seconds(worker.pid) - before
+                report.add(f"{rate:g} events/s offered", f"worker CPU, role {role} (s)", round(used, 1))
         from streams.setting_values import parse_duration
         from streams.settings import Settings
 
@@ -152,9 +170,11 @@ def run(args: argparse.Namespace) -> Report:
                 f"p99 at 200/s <= refresh interval + 1 s = {goal:g} s",
                 f"{p99} ({'met' if p99 <= goal else 'NOT met'})",
             )
-        report.add("memory", "worker RSS at the end (MiB)", procstats.mib(worker.memory()[0]))
+        for worker in workers:
+            role = worker.env.get("K8SEV_ROLE", "all")
+            report.add("memory", f"worker RSS at the end, role {role} (MiB)", procstats.mib(worker.memory()[0]))
     finally:
-        if worker:
+        for worker in workers:
             worker.stop()
         if not args.keep:
             scratch.drop_app(stack, name, namespace=namespace)
