@@ -107,24 +107,38 @@ class DedupMemory:
     async def sweep(self) -> int:
         """Delete, from this worker's RocksDB stores, the entries written more than ``keep`` ago;
         returns how many. Local deletes only: the changelog's own retention drops the same records."""
-        # Faust's RocksDB store keeps one database per partition it opened, with no public way to
-        # reach them; a store without them (another driver) has nothing to sweep.
-        databases: dict[int, Any] = dict(getattr(self.table.data, "_dbs", {}))
         cutoff = self._clock() - self.keep
-        deleted = read = 0
-        for partition, db in sorted(databases.items()):
-            expired = []
-            for key, raw in db.items():
-                read += 1
-                if read % SWEEP_CHUNK == 0:
-                    await asyncio.sleep(0)  # a million entries must not stall the stream
-                if key != _OFFSET_KEY and written_at(raw) < cutoff:
-                    expired.append(key)
-            for key in expired:
+        deleted = 0
+        for partition in sorted(self._databases()):
+            try:
+                swept = await self._sweep_partition(partition, cutoff)
+            except Exception as exc:  # noqa: BLE001 - a store closed by a rebalance meanwhile; next period
+                logs.warning(log, "dedup_sweep_failed", partition=partition, error=f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            deleted += swept
+            if swept:
+                logs.info(log, "dedup_swept", partition=partition, deleted=swept)
+        return deleted
+
+    def _databases(self) -> dict[int, Any]:
+        # Faust's RocksDB store keeps one database per partition it holds, with no public way to
+        # reach them; a store without them (another driver) has nothing to sweep.
+        return dict(getattr(self.table.data, "_dbs", {}))
+
+    async def _sweep_partition(self, partition: int, cutoff: float) -> int:
+        db: Any = self._databases().get(partition)
+        if db is None:
+            return 0
+        deleted = 0
+        # RocksDB iterates a snapshot, so deleting behind the iterator is safe.
+        for read, (key, raw) in enumerate(db.items(), start=1):
+            if read % SWEEP_CHUNK == 0:
+                await asyncio.sleep(0)  # a million entries must not stall the stream
+                if self._databases().get(partition) is not db:
+                    break  # revoked by a rebalance meanwhile: no longer ours to sweep
+            if key != _OFFSET_KEY and written_at(raw) < cutoff:
                 db.delete(key)
-            deleted += len(expired)
-            if expired:
-                logs.info(log, "dedup_swept", partition=partition, deleted=len(expired))
+                deleted += 1
         return deleted
 
 

@@ -71,6 +71,21 @@ async def test_the_sweep_deletes_only_entries_older_than_keep(tmp_path: Path) ->
     assert first.get(b"__faust\0offset__") == b"41"
 
 
+async def test_the_sweep_stops_on_a_partition_revoked_meanwhile(tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setattr(dedup_tables, "SWEEP_CHUNK", 2)
+    mem = memory(tmp_path)
+    db = store(mem, 0)
+    for n in range(5):
+        put(db, f"old-{n}", [str(n), 1, int(NOW - 10 * KEEP_HORIZONS * HORIZON)])
+    # Runs at the sweep's first yield, as a rebalance would.
+    asyncio.get_running_loop().call_soon(mem.table.data._dbs.pop, 0)
+
+    deleted = await mem.sweep()
+
+    assert deleted == 1
+    assert len(keys(db)) == 4
+
+
 async def test_the_sweep_is_registered_only_for_rocksdb(tmp_path: Path) -> None:
     loop = asyncio.get_running_loop()
     for store_url, expected in (("rocksdb://", 1), ("memory://", 0)):
