@@ -31,12 +31,15 @@ from tests.e2e.helpers import now_rfc3339, once_consumed
 class Figures:
     produced: int
     indexed: int
-    lost: int
+    #: The versions written but never indexed.
+    missing: set[str]
     unexpected: int
     redeliveries: int
-    #: The lost versions themselves (``lost`` of them), for the failure message.
-    missing: set[str] = field(default_factory=set)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> int:
+        return len(self.missing)
 
     def line(self, case: str) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.extra.items())
@@ -176,14 +179,12 @@ def settle(generator: Generator, worker: Worker, engine: Any, timeout: float = 2
             not_yet=transient.search,
         )
     found = once_consumed(worker, lambda: indexed_versions(engine, prefix))
-    missing = expected - set(found)
     return Figures(
         produced=len(expected),
         indexed=len(found),
-        lost=len(missing),
+        missing=expected - set(found),
         unexpected=len(set(found) - generator.versions),
         redeliveries=sum(v - 1 for v in found.values()),
-        missing=missing,
     )
 
 
