@@ -50,8 +50,9 @@ def _offset(raw: bytes | None) -> int | None:
     if raw is None:
         return None
     if not raw.isdigit():
-        # A store opened with a TTL appends its 4-byte write time to every value; its high byte
-        # (a Unix time after 2024) is never an ASCII digit.
+        # A store opened with a TTL (dedup's, before 91ddfaf: a BENCH_WORKER_TREE checkout may be older)
+        # appends its 4-byte write time to every value; its high byte (a Unix time after 2024) is never
+        # an ASCII digit.
         raw = raw[:-4]
     return int(raw)
 
