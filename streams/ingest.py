@@ -197,6 +197,10 @@ class IngestController:
     def elect(self, elector: Elector) -> None:
         """Run ``elector`` in its own thread; its messages arrive through :meth:`post`."""
         READINESS.set("ingest", True, "following")
+        # Not ready before the first round of the election: this worker may be about to lead, and a
+        # leader is ready only once its watch streams (a LIST not yet taken misses nothing only if
+        # nobody was told this worker is collecting).
+        READINESS.set("lease", False, "not checked yet")
         self._elector = elector
         LIVENESS.set("election", True, "running")
 
@@ -245,6 +249,9 @@ class IngestController:
                 status=self._watch_status,
             )
             self.watchers.append(watcher)
+            # Ready only once the WATCH is open: until then versions written now may be superseded
+            # before the LIST reads them, so the worker must not say it is collecting.
+            self._set_watch_status(self.generation, name, False, "listing" if resume is None else "resuming")
             self._threads.append(self._spawn(f"k8s-watch-{name}", watcher.run))
             logs.info(log, "watch_scheduled", scope=name, resume_from=resume[0] if resume else "list", term=self.term)
 

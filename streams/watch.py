@@ -240,6 +240,8 @@ class Watcher:
     def _list(self) -> str:
         """A paginated LIST; every item is handed on; returns the list's resourceVersion."""
         metrics.WATCH_RELISTS.inc()
+        # Not ready while listing (also after a 410): the watch is not streaming yet.
+        self._status(self.generation, self.scope, False, "listing")
         started = self._clock.monotonic()
         token: str | None = None
         total = 0

@@ -64,6 +64,9 @@ def run_case(
 ) -> Figures:
     """Generator on, ``BEFORE`` versions, the fault, ``AFTER`` more versions, settle, the ledger;
     print the LEDGER line, then assert nothing lost and nothing unexpected."""
+    # Writes must start only once the watch streams: a version superseded before the first LIST
+    # read the scope is invisible to any LIST (the loss issue 17 found, /readyz now waits for it).
+    wait.until("the worker leading with its watch streaming", lambda: leader_of([worker]), timeout=60)
     case = Case(worker, Generator(client.CoreV1Api(kube_client), namespace, rate=20).start())
     try:
         case.generator.wait_written(BEFORE)

@@ -332,3 +332,92 @@ async def test_an_election_thread_that_dies_fails_liveness() -> None:
     assert checks["election"]["ok"] is False
     assert "thread died: RuntimeError: lease client broke" in str(checks["election"]["detail"])
     LIVENESS.drop("election")
+
+
+class ReadyAt:
+    """Whether /readyz would answer 200, recorded at each point of a start-up."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, bool]] = []
+
+    def note(self, moment: str) -> None:
+        self.seen.append((moment, READINESS.report()[0]))
+
+
+async def test_a_new_leader_is_not_ready_until_its_watch_streams() -> None:
+    """The fault suite's lost versions (issue 17): /readyz said 200 before the first LIST was taken.
+
+    The runner starts its writer once the worker is ready. The writer's first versions of an Event
+    were superseded before the LIST read the scope, and a LIST shows only the newest version of
+    each: those versions were never on the raw topic, with a newer one of the same Event there.
+    Ready must mean collecting: the Lease checked, and as leader the WATCH open.
+    """
+    for name in ("kafka", "search", "lease", "ingest"):
+        READINESS.drop(name)
+    READINESS.drop("watch[")
+    loop = asyncio.get_running_loop()
+    ready = ReadyAt()
+    listing, release = threading.Event(), threading.Event()
+    kube = FakeKube()
+
+    def slow_list() -> dict[str, Any]:
+        listing.set()
+        release.wait(10)
+        return {"metadata": {"resourceVersion": "20"}, "items": [event("gen-0", "17")]}
+
+    kube.lists = [slow_list]
+    streaming, hang_up = threading.Event(), threading.Event()
+    kube.watches = [[streaming.set, lambda: hang_up.wait(10)]]  # opens, then stays open until hung up
+    threads: list[threading.Thread] = []
+
+    def spawn(name: str, target: Callable[[], None]) -> threading.Thread | FakeThread:
+        if not name.startswith("k8s-watch"):
+            return FakeThread(name)  # the election: played by this test
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return thread
+
+    async def publish(e: dict[str, Any]) -> asyncio.Future[Any]:
+        done: asyncio.Future[Any] = loop.create_future()
+        done.set_result(None)
+        return done
+
+    controller = IngestController(
+        loop,
+        kube,
+        FakeClock(),
+        scopes=[],
+        watch=WatchSettings(),
+        capacity=10,
+        publish=publish,
+        keep=lambda e: None,
+        spawn=spawn,
+    )
+    task = loop.create_task(controller.run())
+    controller.elect(FakeElector())
+    ready.note("before the first election round")
+    controller.handle(Started(1, Checkpoint()))
+    controller.handle(LeaseHealth(True, "leading"))
+    await asyncio.to_thread(listing.wait, 10)
+    ready.note("leading, the LIST in flight")
+    release.set()
+    await asyncio.to_thread(streaming.wait, 10)
+    for _ in range(100):
+        if READINESS.report()[0]:
+            break
+        await asyncio.sleep(0.01)
+    ready.note("the WATCH open")
+    assert ready.seen == [
+        ("before the first election round", False),
+        ("leading, the LIST in flight", False),
+        ("the WATCH open", True),
+    ]
+    assert READINESS.report()[1]["watch[*]"]["detail"] == "streaming"
+    hang_up.set()
+    await controller.stop(FakeClock().monotonic() + 1)
+    for thread in threads:
+        thread.join(5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
