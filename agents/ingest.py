@@ -153,6 +153,7 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
                 page_size=kube.list_page_size,
                 watch_timeout=kube.watch_timeout,
                 idle_timeout=kube.watch_idle_timeout,
+                stall_after=kube.watch_stall_after,
                 event_ttl=kube.event_ttl,
             ),
             capacity=settings.stages.ingest_queue,

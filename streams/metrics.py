@@ -124,6 +124,11 @@ WATCH_UP = Gauge(
     "1 while this worker's watch is connected and streaming",
     registry=REGISTRY,
 )
+WATCH_STALLS = Counter(
+    "k8sev_watch_stalls_total",
+    "WATCHes found silent while the API server had newer events of their scope; each lists again",
+    registry=REGISTRY,
+)
 WATCH_GAPS = Counter(
     "k8sev_watch_possible_loss_total",
     "Relists after a pause longer than the event TTL: events of that pause may have expired unseen",

@@ -111,6 +111,10 @@ class KubeSettings:
     bookmark until the server ends the watch, and the idle timeout must exceed it."""
     watch_idle_timeout: float = setting("WATCH_IDLE_TIMEOUT", "90s", v.positive_duration)
     """Re-open a WATCH silent this long: a dead connection. Longer than the watch timeout (checked)."""
+    watch_stall_after: float = setting("WATCH_STALL_AFTER", "2m", v.positive_duration)
+    """A WATCH that delivered nothing (no event, no bookmark) this long is checked with a LIST: if the scope
+    has events newer than the watch got to, the watch is stalled (logged, counted, 503 on /readyz) and
+    lists again. New versions flow again at most this plus one watch timeout after a stall began."""
     event_ttl: float = setting("EVENT_TTL", "1h", v.positive_duration)
     """The API server's ``--event-ttl`` (1 h by default): a pause longer than this may have lost events,
     and is reported."""

@@ -117,6 +117,7 @@ class WatchSettings:
     page_size: int = 500
     watch_timeout: float = 60.0
     idle_timeout: float = 90.0
+    stall_after: float = 120.0
     event_ttl: float = 3600.0
 
 
@@ -145,6 +146,8 @@ class Watcher:
         self.resource_version: str | None = resume[0] if resume else None
         # When the watch last made progress: a 410 after a long pause may mean events expired unseen.
         self._progress_at = resume[1] if resume else clock.now()
+        # When the watch last heard anything (an event, a bookmark, a LIST, a check that found nothing newer).
+        self._heard_at = clock.monotonic()
         self._status = status or (lambda *_: None)
         self._backoff = backoff or Backoff(1.0, 30.0)
         self._stop = threading.Event()
@@ -175,6 +178,9 @@ class Watcher:
             try:
                 if self.resource_version is None:
                     self.resource_version = self._list()
+                elif self._stalled(self.resource_version):
+                    self.resource_version = None
+                    continue
                 self._watch(self.resource_version)
                 self._backoff.reset()
             except WatchStopped:
@@ -219,6 +225,58 @@ class Watcher:
             seconds=round(seconds, 1),
             reason="watch expired after a pause longer than the API server's event TTL",
         )
+
+    def _stalled(self, resource_version: str) -> bool:
+        """After ``stall_after`` of silence: does the scope hold an event newer than the watch got to?
+
+        A silent watch is normal in a quiet scope, so silence alone proves nothing; an event the LIST
+        shows past ``resource_version`` that the watch never delivered does. resourceVersions are
+        compared as etcd revisions (integers); a server whose versions are not integers is not checked.
+        """
+        silent = self._clock.monotonic() - self._heard_at
+        if silent < self._settings.stall_after or not resource_version.isdigit():
+            return False
+        newer = self._newer_than(int(resource_version))
+        self._heard_at = self._clock.monotonic()
+        if newer is None:
+            return False
+        metrics.WATCH_STALLS.inc()
+        detail = f"stalled at resourceVersion {resource_version}: the scope has {newer}, never delivered"
+        self._status(self.generation, self.scope, False, detail)
+        logs.error(
+            log,
+            "watch_stalled",
+            scope=self.scope,
+            resource_version=resource_version,
+            newer_resource_version=newer,
+            silent_s=round(silent, 1),
+            action="relist",
+        )
+        # Versions superseded during the stall are gone: the LIST shows only the newest of each.
+        metrics.WATCH_GAPS.inc()
+        return True
+
+    def _newer_than(self, resource_version: int) -> str | None:
+        """The resourceVersion of an event of the scope newer than ``resource_version``, if any (a paged LIST)."""
+        token: str | None = None
+        while True:
+            response = self._open(
+                functools.partial(
+                    self._api.list_events, self._namespace, limit=self._settings.page_size, continue_token=token
+                )
+            )
+            try:
+                body = response.json()
+            finally:
+                self._done(response)
+            self._check_stop()
+            for item in body.get("items") or ():
+                found = _rv(item)
+                if found.isdigit() and int(found) > resource_version:
+                    return found
+            token = (body.get("metadata") or {}).get("continue") or None
+            if not token:
+                return None
 
     def _open(self, call: Callable[[], Response]) -> Response:
         """Run ``call`` and keep its response where :meth:`stop` can close it."""
@@ -280,6 +338,7 @@ class Watcher:
                 break
         self._put(WatchItem("synced", resource_version))
         self._progress_at = self._clock.now()
+        self._heard_at = self._clock.monotonic()
         logs.info(
             log,
             "list_done",
@@ -326,6 +385,7 @@ class Watcher:
             raise ApiError(int(obj.get("code") or 0), str(obj.get("reason") or ""), str(obj.get("message") or ""))
         resource_version = _rv(obj)
         self._progress_at = self._clock.now()
+        self._heard_at = self._clock.monotonic()
         if kind == "BOOKMARK":
             self.resource_version = resource_version or self.resource_version
             self._put(WatchItem("bookmark", self.resource_version or ""))

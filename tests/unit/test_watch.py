@@ -206,3 +206,39 @@ def test_handoff_blocks_a_full_producer_until_taken_or_stopped() -> None:
     handoff.release()
     assert stopped.wait(5)
     thread.join(5)
+
+
+def stalls() -> float:
+    return metrics.WATCH_STALLS._value.get()  # type: ignore[no-any-return]
+
+
+def test_a_silent_watch_with_newer_events_in_the_scope_is_a_stall_and_lists_again() -> None:
+    """The API server accepted the WATCH and sent nothing while its scope changed (issue 17)."""
+    kube, out, clock = FakeKube(), Collect(), FakeClock()
+    statuses: list[tuple[bool, str]] = []
+    w = watcher(kube, out, clock, status=lambda g, s, ok, detail: statuses.append((ok, detail)))
+    kube.lists = [
+        page([event("a", "9")], rv="10"),
+        page([event("a", "9"), event("b", "15")], rv="16"),  # the check: b is past 10, never delivered
+        page([event("a", "9"), event("b", "15")], rv="16"),  # the relist
+    ]
+    kube.watches = [[lambda: clock.advance(60)], [lambda: clock.advance(61)], [note("ADDED", event("c", "17")), w.stop]]
+    before = stalls()
+    w.run()
+    assert kube.watch_calls == ["10", "10", "16"]
+    assert stalls() == before + 1
+    assert (False, "stalled at resourceVersion 10: the scope has 15, never delivered") in statuses
+    assert kinds(out)[-4:] == [("listed", "9"), ("listed", "15"), ("synced", "16"), ("added", "17")]
+
+
+def test_a_silent_watch_of_a_quiet_scope_is_not_a_stall() -> None:
+    kube, out, clock = FakeKube(), Collect(), FakeClock()
+    w = watcher(kube, out, clock)
+    kube.lists = [page([event("a", "9")], rv="10"), page([event("a", "9")], rv="10")]
+    # Silent for 121 s, checked (nothing newer), then silent again: no second check before 120 s more.
+    kube.watches = [[lambda: clock.advance(121)], [lambda: clock.advance(60)], [w.stop]]
+    before = stalls()
+    w.run()
+    assert kube.watch_calls == ["10", "10", "10"]
+    assert len(kube.list_calls) == 2  # the first LIST and one check
+    assert stalls() == before
