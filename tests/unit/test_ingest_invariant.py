@@ -309,6 +309,6 @@ class IngestInvariant(RuleBasedStateMachine):
 
 
 IngestInvariant.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=120, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 test_ingest_invariant = IngestInvariant.TestCase
