@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from streams import patterns
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 # Kafka's legal topic characters; 249 is its length limit.
@@ -272,3 +274,43 @@ def event_types(text: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown event type(s) {', '.join(unknown)} (Kubernetes has Normal and Warning)")
     return types
+
+
+# A namespace glob: a namespace name's characters, with * (any run) and ? (one character).
+_NAMESPACE_GLOB = re.compile(r"^[a-z0-9*?-]{1,63}$")
+# A kind: CustomResourceDefinitions require the lowercased kind to be an RFC 1035 label.
+_KIND = re.compile(r"^[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")
+
+
+def namespace_patterns(text: str) -> tuple[str, ...]:
+    """Namespace names and globs of them (``kube-*``, ``team-?-dev``)."""
+    items = parse_list(text)
+    for item in items:
+        if patterns.is_glob(item):
+            if not _NAMESPACE_GLOB.match(item):
+                raise ValueError(
+                    f"{item!r} is not a glob of namespace names (lowercase a-z 0-9 and -, * for any run of "
+                    "characters, ? for one; at most 63)"
+                )
+        else:
+            kube_namespace(item)
+    return items
+
+
+def kinds(text: str) -> tuple[str, ...]:
+    """Kinds as ``involvedObject.kind`` spells them (``Pod``, ``Lease``): matched exactly."""
+    items = parse_list(text)
+    for item in items:
+        if not _KIND.match(item):
+            raise ValueError(f"{item!r} is not a Kubernetes kind (a letter, then letters, digits and -; at most 63)")
+        if item[0].islower():
+            capital = item[0].upper() + item[1:]
+            raise ValueError(f"{item!r}: kinds match as involvedObject.kind spells them ({capital!r}, not {item!r})")
+    return items
+
+
+def message_pattern(text: str) -> str:
+    """Empty, or an RE2 regular expression that does not match the empty message."""
+    if text:
+        patterns.message_regex(text)
+    return text

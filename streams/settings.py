@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
+from streams import patterns
 from streams import setting_values as v
 
 PREFIX = "K8SEV_"
@@ -104,6 +105,19 @@ class KubeSettings:
     """Keep only these reasons; empty: all."""
     exclude_reasons: tuple[str, ...] = setting("EXCLUDE_REASONS", "", v.parse_list)
     """Drop these reasons; empty: none."""
+    exclude_namespaces: tuple[str, ...] = setting("EXCLUDE_NAMESPACES", "", v.namespace_patterns)
+    """Drop the events of these namespaces (the Event's own, `metadata.namespace`): names, or globs with `*`
+    and `?` (`kube-*`); empty: none. For noise in a namespace that is still watched; a watched namespace
+    (`K8SEV_NAMESPACES`) cannot be excluded."""
+    exclude_kinds: tuple[str, ...] = setting("EXCLUDE_KINDS", "", v.kinds)
+    """Drop the events about these kinds (`involvedObject.kind`, exactly: `Lease`, `ConfigMap`); empty: none."""
+    exclude_components: tuple[str, ...] = setting("EXCLUDE_COMPONENTS", "", v.parse_list)
+    """Drop the events these components reported, named in `source.component` (core/v1 writers) or
+    `reportingComponent` (events.k8s.io/v1 writers' `reportingController`); empty: none."""
+    exclude_message: str = setting("EXCLUDE_MESSAGE", "", v.message_pattern)
+    """Drop the events whose message matches this RE2 regular expression anywhere (`(?i)` ignores case,
+    `^` anchors; one pattern: join alternatives with a bar); empty: none. RE2 matches in time linear in
+    the message, so no pattern can stall ingest; it has no look-around or backreferences."""
     list_page_size: int = setting("LIST_PAGE_SIZE", "500", v.positive_int)
     """Events per LIST page: client-go's informers use 500, a size the API server serves cheaply."""
     watch_timeout: float = setting("WATCH_TIMEOUT", "1m", v.positive_duration)
@@ -456,6 +470,14 @@ def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
             return f"{p}INCLUDE_REASONS and {p}EXCLUDE_REASONS both name {', '.join(sorted(overlap))}"
         return None
 
+    def watched_not_excluded() -> str | None:
+        # Its watch would run only to drop every event it sees.
+        exclusions = patterns.Names(kube("exclude_namespaces"))
+        excluded = [name for name in kube("namespaces") if name in exclusions]
+        if excluded:
+            return f"{p}EXCLUDE_NAMESPACES excludes watched namespace(s) {', '.join(excluded)} ({p}NAMESPACES)"
+        return None
+
     def es_user_with_password() -> str | None:
         if search("password") and not search("username"):
             return f"{p}ES_PASSWORD is set but {p}ES_USERNAME is empty"
@@ -523,6 +545,7 @@ def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
     for check in (
         topics_differ,
         reasons_disjoint,
+        watched_not_excluded,
         es_user_with_password,
         lease_timings,
         idle_after_timeout,
