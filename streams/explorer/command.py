@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -57,6 +58,14 @@ KINDS = {
     "cm": "ConfigMap", "configmap": "ConfigMap", "secret": "Secret", "sa": "ServiceAccount",
     "serviceaccount": "ServiceAccount", "lease": "Lease",
 }  # fmt: skip
+# kubectl's own two (cli-runtime printers.EscapeTerminal), then every other control character in the
+# same caret style, so an event's text can move no cursor, set no title and start no OSC sequence.
+_ESCAPES = {0x1B: "^[", 0x0D: "\\r", 0x0A: "\\n", 0x7F: "^?"}
+_TERMINAL_SAFE = {
+    **{c: f"^{chr(c + 64)}" for c in range(0x20) if c != 0x09},
+    **{c: f"\\x{c:02x}" for c in range(0x80, 0xA0)},
+    **_ESCAPES,
+}
 WATCH_PERIOD = 2.0
 # A document reaches the archive a little after its event happened: each poll looks this far back.
 WATCH_LAG = timedelta(minutes=5)
@@ -103,7 +112,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         params = search_params(args, env)
         settings = connection_settings(env, args.es_url)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_run(args, params, settings, sys.stdout))
@@ -142,6 +151,11 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     except query.QueryError as exc:
         raise UsageError(_flag_names(str(exc))) from None
     return {k: v for k, v in params.items() if v}
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every C0 control but tab, DEL and every C1 control shown escaped, never sent."""
+    return text.translate(_TERMINAL_SAFE)
 
 
 def _flag_names(message: str) -> str:
@@ -207,10 +221,10 @@ async def _run(args: argparse.Namespace, params: dict[str, str], settings: Setti
             print("watching for new events (Ctrl-C stops)", file=sys.stderr, flush=True)
             await _watch(client, index, params, printer, {r["id"] for r in rows})
     except (SearchUnavailable, TimeoutError) as exc:
-        print(f"error: the event archive at {where} is unreachable: {exc}", file=sys.stderr)
+        print(terminal_safe(f"error: the event archive at {where} is unreachable: {exc}"), file=sys.stderr)
         return 1
     except SearchFailed as exc:
-        print(f"error: the event archive at {where} failed: {exc}", file=sys.stderr)
+        print(terminal_safe(f"error: the event archive at {where} failed: {exc}"), file=sys.stderr)
         return 1
     finally:
         with contextlib.suppress(Exception):
@@ -306,7 +320,8 @@ class Printer:
             self._objects(docs, final)
             return
         now = datetime.now(UTC)
-        cells = [[get(r, now) for _, get in self.columns] for r in rows]
+        # Every cell escaped: any field of an event is text that whoever could create the Event chose.
+        cells = [[terminal_safe(get(r, now)) for _, get in self.columns] for r in rows]
         if not rows and final and not self._printed:
             print("No events found in the archive for this range.", file=sys.stderr)
             return
@@ -337,7 +352,24 @@ class Printer:
 def _yaml(value: Any) -> str:
     import yaml
 
-    return str(yaml.safe_dump(value, sort_keys=False, allow_unicode=True))
+    return str(yaml.dump(value, Dumper=_yaml_dumper(), sort_keys=False, allow_unicode=True))
+
+
+@functools.cache
+def _yaml_dumper() -> type:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        # PyYAML writes NEL and the Unicode line and paragraph separators raw in plain and quoted
+        # scalars, then reads each back as a line break; double quotes escape them (\\N, \\L, \\P).
+        style = '"' if any(c in data for c in "\x85\u2028\u2029") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Dumper.add_representer(str, text)
+    return Dumper
 
 
 def source(row: dict[str, Any]) -> str:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from streams.explorer import command
+from streams.explorer import command, query
 
 
 def params(*argv: str, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -115,3 +121,95 @@ def test_a_bad_connection_setting_is_a_usage_error_naming_its_source(capsys: pyt
         command.connection_settings({"K8SEV_ES_API_KEY": "k", "K8SEV_ES_USERNAME": "u"}, None)
     assert command.main(["-A", "--es-url", "ftp://x"], {"KUBECONFIG": "/nonexistent"}) == 2
     assert capsys.readouterr().err.startswith("error: --es-url='ftp://x'")
+
+
+# ---------------------------------------------------------------- terminal safety
+
+CONTROLS = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]} - {"\t"}
+# Any text an Event may carry: every code point but surrogates (JSON from the archive has none).
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+
+
+def printed(output: str, docs: list[dict[str, Any]], *, final: bool = True) -> str:
+    out = io.StringIO()
+    printer = command.Printer(output, out, wide=output == "wide", namespaces=True)
+    printer.header(False)
+    hits = [{"_id": f"u{i}:1", "_source": doc} for i, doc in enumerate(docs)]
+    printer.rows([query.row(h) for h in hits], docs, final=final)
+    return out.getvalue()
+
+
+def event_doc(text: dict[str, str]) -> dict[str, Any]:
+    """A document with every field the table or wide output prints set from ``text``."""
+    return {
+        "@timestamp": "2026-03-01T12:00:00Z",
+        "type": text["type"],
+        "reason": text["reason"],
+        "message": text["message"],
+        "involvedObject": {
+            "kind": text["kind"],
+            "name": text["name"],
+            "namespace": text["namespace"],
+            "fieldPath": text["subobject"],
+        },
+        "metadata": {"name": text["event"], "uid": text["uid"], "namespace": text["namespace"]},
+        "source": {"component": text["component"], "host": text["host"]},
+        "reportingComponent": text["reporting"],
+        "count": 3,
+    }
+
+
+FIELDS = ("type", "reason", "message", "kind", "name", "namespace", "subobject", "event", "uid")
+DOC = st.fixed_dictionaries({k: TEXT for k in (*FIELDS, "component", "host", "reporting")}).map(event_doc)
+
+
+@given(st.lists(DOC, min_size=1, max_size=4), st.sampled_from(["table", "wide"]))
+def test_no_control_character_reaches_table_or_wide_output(docs: list[dict[str, Any]], output: str) -> None:
+    text = printed(output, docs)
+    lines = text.split("\n")
+    # A header, one line per event, the final newline: an event can start no line of its own.
+    assert len(lines) == len(docs) + 2 and lines[-1] == ""
+    assert not CONTROLS & set("".join(lines))
+
+
+@given(st.lists(DOC, max_size=4), st.sampled_from(["json", "yaml"]), st.booleans())
+def test_json_and_yaml_carry_every_string_exactly(docs: list[dict[str, Any]], output: str, final: bool) -> None:
+    text = printed(output, docs, final=final)
+    if output == "json":
+        got = json.loads(text)["items"] if final else [json.loads(line) for line in text.splitlines()]
+    else:
+        got = yaml.safe_load(text)["items"] if final else list(yaml.safe_load_all(text))
+    assert got == docs
+    # Exact, and still nothing a terminal would act on: JSON escapes every control, YAML quotes them.
+    assert not CONTROLS - {"\n"} & set(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b]0;owned\x07", "^[]0;owned^G"),  # OSC: set the window title
+        ("\x1b[2J\x1b[H", "^[[2J^[[H"),  # CSI: clear the screen
+        ("ok\rforged", "ok\\rforged"),  # carriage return: overwrite the line (kubectl's \r)
+        ("\x9b31m\x9d8;;x\x9c", "\\x9b31m\\x9d8;;x\\x9c"),  # C1 CSI, OSC, ST
+        ("a\x00b\x7fc\td", "a^@b^?c\td"),  # NUL, DEL; tab kept
+        ("plain ümlaut 日本", "plain ümlaut 日本"),
+    ],
+)
+def test_control_characters_are_shown_as_kubectl_shows_them(text: str, shown: str) -> None:
+    assert command.terminal_safe(text) == shown
+
+
+def test_a_reason_with_an_escape_sequence_prints_escaped() -> None:
+    doc = event_doc(dict.fromkeys((*FIELDS, "component", "host", "reporting"), "x") | {"reason": "\x1b[31mRed"})
+    row = printed("table", [doc]).splitlines()[1]
+    assert "^[[31mRed" in row and "\x1b" not in row
+
+
+def test_an_error_line_prints_escaped(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings quote what they name; this is the line for text that arrives unquoted (an engine's error).
+    def refuse(*_: Any) -> dict[str, str]:
+        raise command.UsageError("the engine said \x1b]0;owned\x07")
+
+    monkeypatch.setattr(command, "search_params", refuse)
+    assert command.main(["-A"], {}) == 2
+    assert capsys.readouterr().err == "error: the engine said ^[]0;owned^G\n"
