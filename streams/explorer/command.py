@@ -58,6 +58,14 @@ KINDS = {
     "cm": "ConfigMap", "configmap": "ConfigMap", "secret": "Secret", "sa": "ServiceAccount",
     "serviceaccount": "ServiceAccount", "lease": "Lease",
 }  # fmt: skip
+# The API group of each built-in kind above that has one (the rest are core, group "").
+KIND_GROUPS = {
+    **dict.fromkeys(("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"), "apps"),
+    **dict.fromkeys(("Job", "CronJob"), "batch"),
+    "Ingress": "networking.k8s.io",
+    "HorizontalPodAutoscaler": "autoscaling",
+    "Lease": "coordination.k8s.io",
+}
 # kubectl's own two (cli-runtime printers.EscapeTerminal), then every other control character in the
 # same caret style, so an event's text can move no cursor, set no title and start no OSC sequence.
 _ESCAPES = {0x1B: "^[", 0x0D: "\\r", 0x0A: "\\n", 0x7F: "^?"}
@@ -84,8 +92,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-n", "--namespace", help="only this namespace (default: the kubeconfig context's, else default)")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    p.add_argument("--for", dest="for_object", metavar="KIND/NAME", help="only events about this object (pod/web-1)")
-    p.add_argument("--types", help="comma-separated: Normal, Warning")
+    p.add_argument(
+        "--for",
+        dest="for_object",
+        metavar="RESOURCE/NAME",
+        help="only events about this object: pod/web-1, deployment.apps/web, a CRD as Kind.group/name",
+    )
+    p.add_argument("--types", help="comma-separated, any case: Normal, Warning")
     p.add_argument("--reason", help="comma-separated reasons")
     p.add_argument("--since", help="how far back: 30m, 24h, 7d (default: 1h)")
     p.add_argument("--from", dest="start", metavar="TIME", help="start of the range (instead of --since)")
@@ -138,11 +151,7 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     if not args.all_namespaces:
         params["namespace"] = args.namespace or current_namespace(env)
     if args.for_object:
-        kind, sep, name = args.for_object.partition("/")
-        if not sep or not kind or not name:
-            raise UsageError(f"--for {args.for_object!r}: expected KIND/NAME, such as pod/web-1")
-        params["kind"] = KINDS.get(kind.lower(), kind[:1].upper() + kind[1:])
-        params["name"] = name
+        params.update(for_object(args.for_object))
     for flag, key in ((args.types, "type"), (args.reason, "reason"), (args.cluster, "cluster")):
         if flag:
             params[key] = flag
@@ -151,6 +160,27 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     except query.QueryError as exc:
         raise UsageError(_flag_names(str(exc))) from None
     return {k: v for k, v in params.items() if v}
+
+
+def for_object(text: str) -> dict[str, str]:
+    """``--for`` as ``kubectl events`` takes it: ``pod/web-1``, ``deployment.apps/web``, ``widget.example.com/w1``.
+
+    A built-in resource (any of kubectl's names for it, with or without its group) becomes its kind.
+    Without the API server's discovery there is no way from a CRD's plural to its kind, so a CRD is
+    named by its kind (``Widget.example.com/w1``; a lower-case first letter is raised) and its group
+    narrows the events to that group's objects.
+    """
+    resource, sep, name = text.partition("/")
+    if not sep or not resource or not name or "/" in name:
+        raise UsageError(f"--for {text!r}: expected RESOURCE/NAME, such as pod/web-1 or deployment.apps/web")
+    base, _, group = resource.partition(".")
+    kind = KINDS.get(base.lower())
+    if kind is not None and group in ("", KIND_GROUPS.get(kind, "")):
+        return {"kind": kind, "name": name}
+    params = {"kind": base[:1].upper() + base[1:], "name": name}
+    if group:
+        params["group"] = group
+    return params
 
 
 def terminal_safe(text: str) -> str:
@@ -295,10 +325,10 @@ class Printer:
         if namespaces:
             self.columns.append(("NAMESPACE", lambda r, _: r["namespace"]))
         self.columns += [
-            ("LAST SEEN", lambda r, now: age(r["time"], now)),
+            ("LAST SEEN", last_seen),
             ("TYPE", lambda r, _: r["type"]),
             ("REASON", lambda r, _: r["reason"]),
-            ("OBJECT", lambda r, _: f"{r['kind'].lower()}/{r['name']}"),
+            ("OBJECT", lambda r, _: f"{r['kind']}/{r['name']}"),
         ]
         if wide:
             self.columns += [("SUBOBJECT", lambda r, _: r["subobject"]), ("SOURCE", lambda r, _: source(r))]
@@ -370,6 +400,13 @@ def _yaml_dumper() -> type:
 
     Dumper.add_representer(str, text)
     return Dumper
+
+
+def last_seen(row: dict[str, Any], now: datetime) -> str:
+    """``kubectl events``' LAST SEEN: ``5m (x12 over 2h)`` for a repeated event, else its age."""
+    if row["count"] > 1:
+        return f"{age(row['time'], now)} (x{row['count']} over {age(row['first'], now)})"
+    return age(row["first"], now)
 
 
 def source(row: dict[str, Any]) -> str:

@@ -56,7 +56,7 @@ SORT = [
 _DURATION = re.compile(r"^(\d{1,6})(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LIST_FIELDS = ("cluster", "namespace", "kind", "reason", "component")
-SEARCH_PARAMS = frozenset({"q", "name", "type", "range", "from", "to", "size", "after", *_LIST_FIELDS})
+SEARCH_PARAMS = frozenset({"q", "name", "group", "type", "range", "from", "to", "size", "after", *_LIST_FIELDS})
 TIMELINE_PARAMS = frozenset({"cluster", "namespace", "kind", "name", "owners", "range", "from", "to"})
 # Generated name suffixes: k8s.io/apimachinery's rand alphabet (no vowels, no 0 1 3).
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
@@ -96,6 +96,8 @@ class Filter:
     namespace: tuple[str, ...] = ()
     kind: tuple[str, ...] = ()
     name: str = ""
+    # The object's API group (apps, example.com); empty: any. Events name it only in apiVersion.
+    group: str = ""
     types: tuple[str, ...] = ()
     reason: tuple[str, ...] = ()
     component: tuple[str, ...] = ()
@@ -157,6 +159,7 @@ def parse_search(params: Mapping[str, str], now: datetime) -> tuple[Filter, Page
         range=parse_range(params, now),
         text=text,
         name=_value(params, "name"),
+        group=_value(params, "group"),
         types=_types(params.get("type", "")),
         **values,
     )
@@ -283,7 +286,10 @@ def _values(params: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _types(text: str) -> tuple[str, ...]:
-    types = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    """Any case, as ``kubectl events --types`` takes them; the archive's spelling out."""
+    spelled = {t.lower(): t for t in TYPES}
+    given = [t.strip() for t in text.split(",") if t.strip()]
+    types = tuple(dict.fromkeys(spelled.get(t.lower(), t) for t in given))
     unknown = [t for t in types if t not in TYPES]
     if unknown:
         raise QueryError(f"type: {', '.join(u[:20] for u in unknown[:3])} unknown (Normal, Warning)")
@@ -341,6 +347,8 @@ def filter_clauses(search: Filter) -> list[dict[str, Any]]:
             clauses.append({"terms": {path: list(values)}})
     if search.name:
         clauses.append({"term": {"involvedObject.name": search.name}})
+    if search.group:
+        clauses.append({"prefix": {"involvedObject.apiVersion": f"{search.group}/"}})
     if search.component:
         # Older events say who reported them in source.component, newer ones in reportingComponent.
         either = [{"terms": {"reportingComponent": list(search.component)}}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,35 @@ def test_flags_become_explorer_parameters() -> None:
     assert params("--for", "Widget/w1")["kind"] == "Widget"
 
 
+@pytest.mark.parametrize(
+    ("flag", "want"),
+    [
+        ("deployment.apps/web", {"kind": "Deployment", "name": "web"}),
+        ("deployments.apps/web", {"kind": "Deployment", "name": "web"}),
+        ("deploy/web", {"kind": "Deployment", "name": "web"}),
+        ("cj.batch/nightly", {"kind": "CronJob", "name": "nightly"}),
+        ("Pod/p", {"kind": "Pod", "name": "p"}),
+        ("node/kwok-node-0", {"kind": "Node", "name": "kwok-node-0"}),
+        # A CRD by its kind and group; a kind that shares a built-in's name in another group is that group's.
+        ("widget.example.com/w1", {"kind": "Widget", "name": "w1", "group": "example.com"}),
+        (
+            "CertificateRequest.cert-manager.io/c",
+            {"kind": "CertificateRequest", "name": "c", "group": "cert-manager.io"},
+        ),
+        ("deployment.example.com/d", {"kind": "Deployment", "name": "d", "group": "example.com"}),
+    ],
+)
+def test_for_takes_kubectl_events_resource_forms(flag: str, want: dict[str, str]) -> None:
+    got = params("--for", flag)
+    assert {k: v for k, v in got.items() if k in ("kind", "name", "group")} == want
+
+
+def test_types_are_case_insensitive_as_kubectl_events_takes_them() -> None:
+    assert params("--types", "warning")["type"] == "warning"
+    search, _ = query.parse_search({"type": "warning,NORMAL,Warning"}, datetime.now(UTC))
+    assert search.types == ("Warning", "Normal")
+
+
 def test_the_default_namespace_is_the_kubeconfig_contexts(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text(
@@ -48,7 +77,8 @@ def test_the_default_namespace_is_the_kubeconfig_contexts(tmp_path: Path) -> Non
     ("argv", "says"),
     [
         (["--since", "1h", "--from", "2026-03-01T00:00:00Z"], "exclude"),
-        (["--for", "web"], "KIND/NAME"),
+        (["--for", "web"], "RESOURCE/NAME"),
+        (["--for", "pod/a/b"], "RESOURCE/NAME"),
         (["--since", "soon"], "--since"),
         (["--types", "Error"], "--types"),
         (["--limit", "0"], "--limit"),
@@ -213,3 +243,38 @@ def test_an_error_line_prints_escaped(capsys: pytest.CaptureFixture[str], monkey
     monkeypatch.setattr(command, "search_params", refuse)
     assert command.main(["-A"], {}) == 2
     assert capsys.readouterr().err == "error: the engine said ^[]0;owned^G\n"
+
+
+# ---------------------------------------------------------------- kubectl events' columns
+
+
+def test_object_is_kind_slash_name_and_last_seen_counts_repeats_as_kubectl_events() -> None:
+    now = datetime.now(UTC)
+    doc = {
+        "@timestamp": (now - timedelta(minutes=5)).isoformat(),
+        "firstTimestamp": (now - timedelta(hours=2)).isoformat(),
+        "count": 12,
+        "type": "Warning",
+        "reason": "BackOff",
+        "message": "Back-off restarting failed container",
+        "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "demo"},
+        "metadata": {"uid": "u", "namespace": "demo"},
+    }
+    single = {**doc, "count": 1, "metadata": {"uid": "v", "namespace": "demo"}}
+    out = io.StringIO()
+    printer = command.Printer("table", out, wide=False, namespaces=False)
+    printer.header(False)
+    hits = [{"_id": "u:1", "_source": doc}, {"_id": "v:1", "_source": single}]
+    printer.rows([query.row(h) for h in hits], [doc, single], final=True)
+    header, repeated, once = out.getvalue().splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert repeated.startswith("5m (x12 over 120m)   Warning   BackOff   Pod/web-1   Back-off")
+    # Seen once: its age, as kubectl events shows it (from the first time).
+    assert once.startswith("120m                 Warning")
+
+
+def test_the_group_narrows_by_api_version() -> None:
+    search, _ = query.parse_search({"kind": "Widget", "name": "w1", "group": "example.com"}, datetime.now(UTC))
+    assert {"prefix": {"involvedObject.apiVersion": "example.com/"}} in query.filter_clauses(search)
+    plain, _ = query.parse_search({"kind": "Pod"}, datetime.now(UTC))
+    assert not any("prefix" in c for c in query.filter_clauses(plain))
