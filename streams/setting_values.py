@@ -272,3 +272,17 @@ def event_types(text: str) -> tuple[str, ...]:
     if unknown:
         raise ValueError(f"unknown event type(s) {', '.join(unknown)} (Kubernetes has Normal and Warning)")
     return types
+
+
+def explorer_auth(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("", "kubernetes", "token", "basic", "none"):
+        raise ValueError(f"{text!r} is not one of: kubernetes, token, basic, none (empty: from the credentials set)")
+    return value
+
+
+def review_ttl(text: str) -> float:
+    value = parse_duration(text)
+    if not 0 < value <= 600:
+        raise ValueError(f"{text!r} must be from 1ms to 10m: a revoked RoleBinding stops working within it")
+    return value

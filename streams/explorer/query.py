@@ -101,6 +101,8 @@ class Filter:
     types: tuple[str, ...] = ()
     reason: tuple[str, ...] = ()
     component: tuple[str, ...] = ()
+    # The namespaces the caller may read (None: every one, cluster-scoped objects' events too).
+    within: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,7 @@ class Timeline:
     owners: tuple[Owner, ...] = ()
     range: TimeRange | None = None
     limit: int = MAX_TIMELINE
+    within: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -334,8 +337,19 @@ def decode_cursor(token: str) -> tuple[int, str, str]:
 # ---------------------------------------------------------------- bodies
 
 
+def within_clauses(within: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """Only the events of these namespaces' objects: the event's namespace and its object's both.
+
+    An event about a cluster-scoped object (a Node) is kept in some namespace (``default``) but its
+    object has none: only cluster-wide access (``within`` None) sees it.
+    """
+    if within is None:
+        return []
+    return [{"terms": {"metadata.namespace": list(within)}}, {"terms": {"involvedObject.namespace": list(within)}}]
+
+
 def filter_clauses(search: Filter) -> list[dict[str, Any]]:
-    clauses: list[dict[str, Any]] = [search.range.body()]
+    clauses: list[dict[str, Any]] = [search.range.body(), *within_clauses(search.within)]
     for values, path in (
         (search.cluster, "cluster"),
         (search.namespace, "metadata.namespace"),
@@ -398,6 +412,16 @@ def search_body(search: Filter, page: Page, timeout_s: float = 10.0) -> dict[str
     return body
 
 
+def namespaces_body(size: int) -> dict[str, Any]:
+    """Which namespaces have documents at all (the candidates a person's access is checked against)."""
+    return {"size": 0, "aggs": {"namespaces": {"terms": {"field": "metadata.namespace", "size": size}}}}
+
+
+def namespaces_answer(response: Mapping[str, Any]) -> list[str]:
+    buckets = ((response.get("aggregations") or {}).get("namespaces") or {}).get("buckets") or []
+    return [str(b["key"]) for b in buckets if b.get("key")]
+
+
 def histogram_interval(span: timedelta) -> tuple[str, int]:
     seconds = span.total_seconds()
     for label, size in _INTERVALS:
@@ -432,7 +456,7 @@ def histogram_body(search: Filter, timeout_s: float = 10.0) -> dict[str, Any]:
 def timeline_body(timeline: Timeline) -> dict[str, Any]:
     """Every version of every event about the object (and its owners' that name it), oldest first."""
     target = timeline.target
-    scope: list[dict[str, Any]] = []
+    scope: list[dict[str, Any]] = within_clauses(timeline.within)
     if target.namespace:
         scope.append({"term": {"involvedObject.namespace": target.namespace}})
     if target.cluster:
