@@ -223,7 +223,15 @@ class Explorer:
         """The answer for a person who may read nothing: empty, with the reason for the page to show."""
         empties: dict[str, dict[str, Any]] = {
             "search": {"total": 0, "exact": True, "timed_out": False, "took_ms": 0, "rows": [], "next": None},
-            "histogram": {"interval": "", "seconds": 0, "times": [], "normal": [], "warning": []},
+            "histogram": {
+                "interval": "",
+                "seconds": 0,
+                "start_ms": 0,
+                "end_ms": 0,
+                "times": [],
+                "normal": [],
+                "warning": [],
+            },
             "timeline": {"rows": [], "owners": [], "total": 0, "truncated": False},
             "top": {"reasons": [], "partial": []},
         }

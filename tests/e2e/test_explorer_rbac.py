@@ -1,0 +1,236 @@
+"""K8SEV_EXPLORER_AUTH=kubernetes on the real API server: ServiceAccount tokens, Roles and RoleBindings.
+
+ServiceAccounts A (a Role with list events in team-a), B (team-b, and default, where the Node events
+are kept), C (cluster-wide ``view``), N (no rights) and D (team-a, its binding removed during the
+test). Real events in team-a, team-b and about a Node reach the archive through a real worker; each
+person's JSON API answers are compared with what they may read.
+
+Only the servers this needs are started (Kafka, Elasticsearch, the API server with etcd).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from devstack import scratch, transient, wait
+from devstack import stack as devstack
+from devstack.worker import Worker, unique_name, worker_env
+from tests.deploy.rbac import service_account_token
+from tests.e2e.helpers import create_event, now_rfc3339
+from tests.fixtures.worker import TEST_SETTINGS
+
+pytestmark = [pytest.mark.stack, pytest.mark.e2e]
+
+SERVERS = ("kafka", "elasticsearch", "kube-apiserver")
+TTL = 2.0
+REASON = "RbacProbe"
+
+
+@dataclass
+class Cluster:
+    worker: Worker
+    core: client.CoreV1Api
+    rbac: client.RbacAuthorizationV1Api
+    team_a: str
+    team_b: str
+    node: str
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def api(self, what: str, token: str | None, **params: str) -> tuple[int, Any]:
+        url = f"{self.worker.url}/ui/api/{what}?{urllib.parse.urlencode(params)}"
+        request = urllib.request.Request(url)
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as resp:
+                return int(resp.status), json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    def rows(self, who: str, **params: str) -> list[dict[str, Any]]:
+        status, body = self.api("search", self.tokens[who], range="1h", reason=REASON, size="500", **params)
+        assert status == 200, body
+        return list(body["rows"])
+
+
+def list_events_role(rbac: client.RbacAuthorizationV1Api, namespace: str, account: str, accounts_ns: str) -> None:
+    """What docs/explorer.md tells an operator to grant a team: list on core events in its namespace."""
+    role = {
+        "metadata": {"name": "eventlog-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["events"], "verbs": ["list"]}],
+    }
+    with_conflict_ok(lambda: rbac.create_namespaced_role(namespace, role))
+    binding = {
+        "metadata": {"name": f"eventlog-reader-{account}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "eventlog-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": accounts_ns}],
+    }
+    rbac.create_namespaced_role_binding(namespace, binding)
+
+
+def with_conflict_ok(call: Any) -> None:
+    with_status_ok(409, call)
+
+
+def with_status_ok(status: int, call: Any) -> None:
+    try:
+        call()
+    except ApiException as exc:
+        if exc.status != status:
+            raise
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[dict[str, str]]:
+    chosen = devstack.select(SERVERS)
+    already = {name for name, state, _ in devstack.status(chosen) if state.startswith("ready")}
+    devstack.up(chosen)
+    yield devstack.env(chosen)
+    devstack.down([s for s in chosen if s.name not in already])
+
+
+@pytest.fixture(scope="module")
+def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    admin = config.new_client_from_config(config_file=servers["KUBECONFIG"])
+    core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
+    name = unique_name("rbac")
+    team_a, team_b, accounts = f"{name}-team-a", f"{name}-team-b", f"{name}-people"
+    for namespace in (team_a, team_b, accounts):
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    view = f"{name}-c-view"
+    try:
+        for account in ("a", "b", "c", "d", "n"):
+            core.create_namespaced_service_account(accounts, {"metadata": {"name": account}})
+        list_events_role(rbac, team_a, "a", accounts)
+        list_events_role(rbac, team_b, "b", accounts)
+        list_events_role(rbac, "default", "b", accounts)  # where the Node events are: still not theirs
+        list_events_role(rbac, team_a, "d", accounts)
+        rbac.create_cluster_role_binding(
+            {
+                "metadata": {"name": view},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+                "subjects": [{"kind": "ServiceAccount", "name": "c", "namespace": accounts}],
+            }
+        )
+        tokens = {account: service_account_token(core, account, accounts) for account in ("a", "b", "c", "d", "n")}
+        tmp = tmp_path_factory.mktemp("rbac")
+        settings = {**TEST_SETTINGS, "K8SEV_EXPLORER_AUTH": "kubernetes", "K8SEV_EXPLORER_REVIEW_TTL": f"{TTL}s"}
+        worker = Worker(env=worker_env(servers, data_dir=tmp / name, name=name, **settings), log=tmp / "worker.log")
+        worker.start()
+        try:
+            worker.wait_ready()
+            node = f"{name}-node"
+            create_event(core, team_a, "in-a", reason=REASON, message="about team a")
+            create_event(core, team_b, "in-b", reason=REASON, message="about team b")
+            stamp = now_rfc3339()
+            node_event = {
+                "metadata": {"name": f"{node}.probe", "namespace": "default"},
+                "involvedObject": {"kind": "Node", "name": node, "apiVersion": "v1"},
+                "reason": REASON,
+                "message": "about a node",
+                "type": "Normal",
+                "firstTimestamp": stamp,
+                "lastTimestamp": stamp,
+                "source": {"component": "e2e-test"},
+            }
+            core.create_namespaced_event("default", node_event)
+            found = Cluster(worker, core, rbac, team_a, team_b, node, tokens)
+
+            def archived() -> bool:
+                try:
+                    return len(found.rows("c")) >= 3
+                except (AssertionError, OSError):
+                    return False
+
+            wait.until("the three events in the archive", archived, timeout=120, not_yet=transient.http)
+            yield found
+        finally:
+            worker.stop()
+            scratch.drop_app(servers, name)
+    finally:
+        for namespace in (team_a, team_b, accounts):
+            core.delete_namespace(namespace)
+        # The namespaces took their Roles with them; default keeps its own until removed here.
+        with_status_ok(404, lambda: rbac.delete_namespaced_role_binding("eventlog-reader-b", "default"))
+        with_status_ok(404, lambda: rbac.delete_namespaced_role("eventlog-reader", "default"))
+        rbac.delete_cluster_role_binding(view)
+        admin.close()
+
+
+def namespaces(rows: list[dict[str, Any]]) -> set[str]:
+    return {r["namespace"] for r in rows}
+
+
+def test_a_sees_only_team_a(cluster: Cluster) -> None:
+    rows = cluster.rows("a")
+    assert rows and namespaces(rows) == {cluster.team_a}
+    # Without any filter too: nothing of another namespace, whatever the archive holds.
+    status, body = cluster.api("search", cluster.tokens["a"], range="1h", size="500")
+    assert status == 200 and namespaces(body["rows"]) == {cluster.team_a}
+    status, histogram = cluster.api("histogram", cluster.tokens["a"], range="1h")
+    assert status == 200 and sum(histogram["normal"]) + sum(histogram["warning"]) == body["total"]
+    status, timeline = cluster.api("timeline", cluster.tokens["a"], kind="Pod", name="in-b-pod")
+    assert status == 200 and timeline["rows"] == [], "team b's pod has no timeline for A"
+
+
+def test_a_asking_for_team_b_is_403_naming_it(cluster: Cluster) -> None:
+    status, body = cluster.api("search", cluster.tokens["a"], namespace=cluster.team_b)
+    assert status == 403 and cluster.team_b in body["error"] and body["state"] == "forbidden"
+    status, body = cluster.api("search", cluster.tokens["a"], namespace=cluster.team_a, reason=REASON)
+    assert status == 200 and body["total"] >= 1
+
+
+def test_cluster_scoped_events_need_cluster_wide_rights(cluster: Cluster) -> None:
+    everything = cluster.rows("c")
+    assert {cluster.team_a, cluster.team_b} <= namespaces(everything)
+    assert any(r["kind"] == "Node" and r["name"] == cluster.node for r in everything)
+    # B may list events in default, where the Node event is kept, but a Node is no namespace's.
+    b_rows = cluster.rows("b")
+    assert namespaces(b_rows) == {cluster.team_b}
+    assert not any(r["kind"] == "Node" for r in b_rows)
+
+
+def test_no_token_and_a_forged_token_are_401(cluster: Cluster) -> None:
+    status, body = cluster.api("search", None)
+    assert status == 401 and "kubectl create token" in body["error"]
+    header, payload, signature = cluster.tokens["c"].split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "system:serviceaccount:kube-system:admin"
+    forged_payload = base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip("=")
+    for forged in (f"{header}.{forged_payload}.{signature}", f"{header}.{payload}.{signature[:-4]}AAAA", "junk"):
+        status, body = cluster.api("search", forged)
+        assert status == 401 and "does not accept" in body["error"]
+
+
+def test_a_token_without_rights_gets_an_empty_answer_saying_why(cluster: Cluster) -> None:
+    status, body = cluster.api("search", cluster.tokens["n"], range="1h")
+    assert status == 200 and body["rows"] == [] and "may list events in no namespace" in body["notice"]
+
+
+def test_removing_the_rolebinding_takes_effect_within_the_ttl(cluster: Cluster) -> None:
+    assert namespaces(cluster.rows("d")) == {cluster.team_a}
+    cluster.rbac.delete_namespaced_role_binding("eventlog-reader-d", cluster.team_a)
+    removed = time.monotonic()
+
+    def revoked() -> bool:
+        status, body = cluster.api("search", cluster.tokens["d"], range="1h")
+        return status == 200 and body["rows"] == [] and "notice" in body
+
+    wait.until("D's access gone", revoked, timeout=TTL + 10)
+    took = time.monotonic() - removed
+    # The TTL, plus the API server's own RBAC cache catching up (its informer, well under a second).
+    assert took < TTL + 5, took
+    status, body = cluster.api("search", cluster.tokens["d"], namespace=cluster.team_a)
+    assert status == 403 and cluster.team_a in body["error"]
