@@ -5,7 +5,8 @@ are kept), C (cluster-wide ``view``), N (no rights) and D (team-a, its binding r
 test). Real events in team-a, team-b and about a Node reach the archive through a real worker; each
 person's JSON API answers are compared with what they may read.
 
-Only the servers this needs are started (Kafka, Elasticsearch, the API server with etcd).
+Only the servers this needs are started (Kafka, Elasticsearch, the API server with etcd, and the
+controller-manager, which fills in the aggregated ``view`` ClusterRole).
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from tests.fixtures.worker import TEST_SETTINGS
 
 pytestmark = [pytest.mark.stack, pytest.mark.e2e]
 
-SERVERS = ("kafka", "elasticsearch", "kube-apiserver")
+# The controller-manager aggregates the built-in `view` ClusterRole's rules (C's right).
+SERVERS = ("kafka", "elasticsearch", "kube-apiserver", "kube-controller-manager")
 TTL = 2.0
 REASON = "RbacProbe"
 
@@ -110,6 +112,12 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     for namespace in (team_a, team_b, accounts):
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     view = f"{name}-c-view"
+
+    def view_lists_events() -> bool:
+        rules = rbac.read_cluster_role("view").rules or []
+        return any("events" in (r.resources or []) and "list" in (r.verbs or []) for r in rules)
+
+    wait.until("the view ClusterRole aggregated", view_lists_events, timeout=60)
     try:
         for account in ("a", "b", "c", "d", "n"):
             core.create_namespaced_service_account(accounts, {"metadata": {"name": account}})
@@ -158,7 +166,8 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
             yield found
         finally:
             worker.stop()
-            scratch.drop_app(servers, name)
+            # drop_app also tries the engines this module did not start: their addresses suffice.
+            scratch.drop_app({**devstack.env(devstack.all_servers()), **servers}, name)
     finally:
         for namespace in (team_a, team_b, accounts):
             core.delete_namespace(namespace)
