@@ -19,6 +19,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ class Cluster:
     team_a: str
     team_b: str
     node: str
+    tokens_namespace: str
     tokens: dict[str, str] = field(default_factory=dict)
 
     def api(self, what: str, token: str | None, **params: str) -> tuple[int, Any]:
@@ -157,7 +159,7 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
                 "source": {"component": "e2e-test"},
             }
             core.create_namespaced_event("default", node_event)
-            found = Cluster(worker, core, rbac, team_a, team_b, node, tokens)
+            found = Cluster(worker, core, rbac, team_a, team_b, node, accounts, tokens)
 
             def archived() -> bool:
                 try:
@@ -296,3 +298,85 @@ def test_the_page_shows_a_only_team_a_and_a_person_without_rights_why(cluster: C
     tab.wait_for_function("() => document.getElementById('results').dataset.state === 'empty'")
     assert "may list events in no namespace" in tab.locator("#status").inner_text()
     tab.context.close()
+
+
+# ---------------------------------------------------------------- cost
+
+
+@pytest.mark.slow
+def test_load_time_with_kubernetes_auth(
+    cluster: Cluster, servers: dict[str, str], browser: Browser, tmp_path: Path
+) -> None:
+    """The page over 100,000 documents with no auth, and with kubernetes auth for a cluster-wide reader
+    (C) and a one-namespace reader (A, of 20 namespaces), reviews cached (TTL 30 s) or not (TTL 1 ms).
+    Prints COST lines; asserts only that each view loads."""
+    import statistics
+
+    from elasticsearch import Elasticsearch
+
+    from tests.e2e.archive import bulk_load, synthetic_documents
+    from tests.e2e.test_explorer import put_template
+
+    prefix = unique_name("cost")
+    es = Elasticsearch(servers["DEVSTACK_ELASTICSEARCH_URL"], request_timeout=120)
+    made_team_a = False
+    try:
+        cluster.core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="team-a")))
+        made_team_a = True
+    except ApiException as exc:
+        if exc.status != 409:
+            raise
+    try:
+        list_events_role(cluster.rbac, "team-a", "a", cluster.tokens_namespace)
+        put_template(es, prefix)
+        docs = synthetic_documents(100_000, unique_name("load"), timedelta(hours=23), seed=11)
+        assert bulk_load(es, prefix, docs) == 100_000
+        es.indices.forcemerge(index=f"{prefix}-*", max_num_segments=1)
+        cases = [("none", "", None), ("kubernetes ttl=30s", "30s", "c"), ("kubernetes ttl=1ms", "0.001s", "c")]
+        cases += [("kubernetes ttl=30s", "30s", "a"), ("kubernetes ttl=1ms", "0.001s", "a")]
+        for label, ttl, who in cases:
+            overrides = {**TEST_SETTINGS, "K8SEV_INDEX_PREFIX": prefix, "K8SEV_INGEST": "false"}
+            if who is not None:
+                overrides |= {"K8SEV_EXPLORER_AUTH": "kubernetes", "K8SEV_EXPLORER_REVIEW_TTL": ttl}
+            name = unique_name("w")
+            env = worker_env(servers, data_dir=tmp_path / name, name=name, **overrides)
+            worker = Worker(env=env, log=tmp_path / f"{name}.log")
+            worker.start()
+            try:
+                worker.wait_ready()
+                context = browser.new_context(
+                    viewport={"width": 1400, "height": 900},
+                    http_credentials={"username": "me", "password": cluster.tokens[who]} if who else None,
+                )
+                tab = context.new_page()
+                results_ms, histogram_ms = [], []
+                for _ in range(5):
+                    tab.goto(f"{worker.url}/ui/?range=24h")
+                    tab.wait_for_function(
+                        "() => ['ready','empty'].includes(document.getElementById('results').dataset.state)"
+                        " && document.getElementById('histogram').dataset.state === 'ready'"
+                    )
+                    assert tab.locator("#summary").inner_text().split()[0] != "0"
+                    marks = tab.evaluate(
+                        "['explorer:results', 'explorer:histogram']"
+                        ".map(n => performance.getEntriesByName(n)[0].startTime)"
+                    )
+                    results_ms.append(marks[0])
+                    histogram_ms.append(marks[1])
+                context.close()
+            finally:
+                worker.stop()
+                scratch.drop_app({**devstack.env(devstack.all_servers()), **servers}, name)
+            print(
+                f"\nCOST auth={label} reader={who or '-'} first_results_ms(first,median of 5)="
+                f"{results_ms[0]:.0f},{statistics.median(results_ms):.0f} "
+                f"histogram_ms={histogram_ms[0]:.0f},{statistics.median(histogram_ms):.0f}"
+            )
+            assert statistics.median(results_ms) < 5000 and statistics.median(histogram_ms) < 5000
+    finally:
+        es.close()
+        scratch.drop_app({**devstack.env(devstack.all_servers()), **servers}, prefix)
+        if made_team_a:
+            cluster.core.delete_namespace("team-a")
+        else:
+            with_status_ok(404, lambda: cluster.rbac.delete_namespaced_role_binding("eventlog-reader-a", "team-a"))
