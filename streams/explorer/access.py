@@ -22,9 +22,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from cachetools import TTLCache
 
@@ -33,6 +33,7 @@ CONCURRENCY = 8
 # A person allowed in more namespaces than this, but not cluster-wide, names the namespace to see.
 MAX_NAMESPACES = 2000
 GROUPS = ("", "events.k8s.io")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,34 +87,53 @@ class Gate:
     ) -> None:
         self.reviewer = reviewer
         self.archive_namespaces = namespaces
-        self._tokens: TTLCache[str, Identity | None] = TTLCache(maxsize=size, ttl=ttl, timer=timer)
+        self._tokens: TTLCache[tuple[str, str], Identity | None] = TTLCache(maxsize=size, ttl=ttl, timer=timer)
         self._reviews: TTLCache[tuple[Identity, str], bool] = TTLCache(maxsize=size, ttl=ttl, timer=timer)
         self._namespaces: TTLCache[str, list[str]] = TTLCache(maxsize=1, ttl=ttl, timer=timer)
         self.calls = 0  # reviews sent to the API server (tests and the cost note read it)
+        # A review under way, by cache key: a page's first requests (search, histogram, top) come
+        # together, and all wait for the one review rather than each sending its own.
+        self._pending: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def _once(self, cache: TTLCache[Any, Any], key: Hashable, compute: Callable[[], Awaitable[T]]) -> T:
+        if key in cache:
+            return cache[key]  # type: ignore[no-any-return]
+        pending = self._pending.get(key)
+        if pending is None:
+
+            async def run() -> T:
+                try:
+                    value = await compute()
+                    cache[key] = value
+                    return value
+                finally:
+                    self._pending.pop(key, None)
+
+            pending = self._pending[key] = asyncio.ensure_future(run())
+        # Shielded: one caller giving up (a closed tab) does not cancel the others' answer.
+        return await asyncio.shield(pending)
 
     async def identify(self, token: str) -> Identity | None:
         # Keyed by a digest: the cache holds no token, and a dump of it none either.
         key = hashlib.sha256(token.encode()).hexdigest()
-        if key in self._tokens:
-            return self._tokens[key]
-        self.calls += 1
-        who = await asyncio.to_thread(self.reviewer.token_review, token)
-        self._tokens[key] = who
-        return who
+
+        async def review() -> Identity | None:
+            self.calls += 1
+            return await asyncio.to_thread(self.reviewer.token_review, token)
+
+        return await self._once(self._tokens, ("token", key), review)
 
     async def may_list(self, who: Identity, namespace: str) -> bool:
         """``list events`` in ``namespace`` ("" all), by core or events.k8s.io."""
-        key = (who, namespace)
-        if key in self._reviews:
-            return self._reviews[key]
-        allowed = False
-        for group in GROUPS:
-            self.calls += 1
-            if await asyncio.to_thread(self.reviewer.may, who, "list", group, "events", namespace):
-                allowed = True
-                break
-        self._reviews[key] = allowed
-        return allowed
+
+        async def review() -> bool:
+            for group in GROUPS:
+                self.calls += 1
+                if await asyncio.to_thread(self.reviewer.may, who, "list", group, "events", namespace):
+                    return True
+            return False
+
+        return await self._once(self._reviews, (who, namespace), review)
 
     async def access(self, who: Identity, asked: Iterable[str]) -> Access:
         """What ``who`` may read of the namespaces ``asked`` (none asked: every namespace)."""
@@ -145,8 +165,11 @@ class Gate:
         return Access(False, allowed, note=note)
 
     async def _candidates(self) -> list[str]:
-        if "all" not in self._namespaces:
-            if self.archive_namespaces is None:
-                raise RuntimeError("the gate has no source of namespaces")
-            self._namespaces["all"] = sorted(await self.archive_namespaces())
-        return self._namespaces["all"]
+        source = self.archive_namespaces
+        if source is None:
+            raise RuntimeError("the gate has no source of namespaces")
+
+        async def ask() -> list[str]:
+            return sorted(await source())
+
+        return await self._once(self._namespaces, "namespaces", ask)

@@ -6,9 +6,11 @@ SubjectAccessReviews are in tests/e2e/test_explorer_rbac.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -226,7 +228,23 @@ async def test_the_cache_is_bounded() -> None:
         await gate.identify(f"token-{i}")
     assert len(gate._tokens) <= 10
     # Keyed by digest: no token is kept.
-    assert not any(key.startswith("token") for key in gate._tokens)
+    assert not any(key[1].startswith("token") for key in gate._tokens)
+
+
+async def test_requests_arriving_together_share_each_review() -> None:
+    explorer, reviewer, _, _ = setup()
+    slow = reviewer.may
+
+    def may(*args: Any) -> bool:
+        time.sleep(0.05)  # the API server's round trip, so the three requests overlap
+        return slow(*args)
+
+    reviewer.may = may  # type: ignore[method-assign,assignment]
+    answers = await asyncio.gather(*(call(explorer, "token-a", what) for what in ("search", "histogram", "top")))
+    assert [status for status, _ in answers] == [200, 200, 200]
+    # One TokenReview, two cluster-wide reviews, then core and events.k8s.io for team-b and default,
+    # core alone for team-a: what one request costs, not three times that.
+    assert len(reviewer.calls) == 1 + 2 + 2 + 2 + 1
 
 
 # ---------------------------------------------------------------- settings
