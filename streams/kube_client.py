@@ -19,6 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
+from streams.explorer.access import Identity
 from streams.kube import HTTP_CONFLICT, HTTP_NOT_FOUND, ApiError, Disconnected, IdleTimeout
 
 T = TypeVar("T")
@@ -160,3 +161,62 @@ class KubernetesApi:
                 return False
             raise
         return True
+
+
+#: (connect, read) seconds for a TokenReview or SubjectAccessReview: a page waits on it.
+REVIEW_TIMEOUT = (5.0, 10.0)
+
+
+class KubernetesReviews:
+    """:class:`streams.explorer.access.Reviewer`: TokenReviews and SubjectAccessReviews, as the worker.
+
+    The worker's ServiceAccount needs ``create`` on ``tokenreviews.authentication.k8s.io`` and
+    ``subjectaccessreviews.authorization.k8s.io`` and nothing more. A token is sent only in the
+    TokenReview's body, never logged; an API error names its status, never the token.
+    """
+
+    def __init__(self, api: client.ApiClient) -> None:
+        self._authentication = client.AuthenticationV1Api(api)
+        self._authorization = client.AuthorizationV1Api(api)
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: Path | None) -> KubernetesReviews:
+        return cls(api_client(kubeconfig))
+
+    def token_review(self, token: str) -> Identity | None:
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        answer = _Response(
+            _translated(
+                lambda: self._authentication.create_token_review(
+                    body, _preload_content=False, _request_timeout=REVIEW_TIMEOUT
+                )
+            )
+        ).json()
+        status = answer.get("status") or {}
+        user = status.get("user") or {}
+        if not status.get("authenticated") or not user.get("username"):
+            return None
+        extra = tuple(sorted((str(k), tuple(map(str, v or ()))) for k, v in (user.get("extra") or {}).items()))
+        return Identity(
+            str(user["username"]), str(user.get("uid") or ""), tuple(map(str, user.get("groups") or ())), extra
+        )
+
+    def may(self, who: Identity, verb: str, group: str, resource: str, namespace: str) -> bool:
+        spec: dict[str, Any] = {
+            "user": who.username,
+            "groups": list(who.groups),
+            "resourceAttributes": {"verb": verb, "group": group, "resource": resource, "namespace": namespace},
+        }
+        if who.uid:
+            spec["uid"] = who.uid
+        if who.extra:
+            spec["extra"] = {k: list(v) for k, v in who.extra}
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        answer = _Response(
+            _translated(
+                lambda: self._authorization.create_subject_access_review(
+                    body, _preload_content=False, _request_timeout=REVIEW_TIMEOUT
+                )
+            )
+        ).json()
+        return bool((answer.get("status") or {}).get("allowed"))

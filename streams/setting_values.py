@@ -314,3 +314,17 @@ def message_pattern(text: str) -> str:
     if text:
         patterns.message_regex(text)
     return text
+
+
+def explorer_auth(text: str) -> str:
+    value = text.strip().lower()
+    if value not in ("", "kubernetes", "token", "basic", "none"):
+        raise ValueError(f"{text!r} is not one of: kubernetes, token, basic, none (empty: from the credentials set)")
+    return value
+
+
+def review_ttl(text: str) -> float:
+    value = parse_duration(text)
+    if not 0 < value <= 600:
+        raise ValueError(f"{text!r} must be from 1ms to 10m: a revoked RoleBinding stops working within it")
+    return value

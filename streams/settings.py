@@ -42,7 +42,8 @@ class SettingsError(ValueError):
 def setting(env: str, default: str, parse: Callable[[str], T], *, secret: bool = False) -> T:
     """A field read from ``K8SEV_<env>``; ``default`` is the text a missing variable stands for."""
     metadata = {"env": env, "default": default, "parse": parse, "secret": secret}
-    return field(default=parse(default), metadata=metadata)
+    # A secret stays out of repr(): a Settings in a log line or a traceback's locals shows no password.
+    return field(default=parse(default), metadata=metadata, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,15 @@ class StageSettings:
 class ExplorerSettings:
     enabled: bool = setting("EXPLORER", "true", v.parse_bool)
     """Serve the explorer page at /ui/ and its JSON API at /ui/api/: on, so every worker has something to look at."""
+    auth: str = setting("EXPLORER_AUTH", "", v.explorer_auth)
+    """Who may read the explorer: `kubernetes` (a bearer token checked by a TokenReview, each namespace by a
+    SubjectAccessReview for `list events`), `token`, `basic` or `none`. Empty: `token` or `basic` when their
+    credentials are set, else `none`, as before the setting existed."""
+    review_ttl: float = setting("EXPLORER_REVIEW_TTL", "30s", v.review_ttl)
+    """How long a TokenReview or SubjectAccessReview answer is reused: a revoked RoleBinding or token stops
+    working within it. 30 s keeps the API server's load to a few reviews per person and minute."""
+    review_cache: int = setting("EXPLORER_REVIEW_CACHE", "10000", v.positive_int)
+    """Most review answers remembered (tokens and (person, namespace) pairs); the oldest go first."""
     token: str = setting("EXPLORER_TOKEN", "", v.text, secret=True)
     """Bearer token the page and its API demand (also accepted as the basic-auth password); empty: none.
     Event text can hold secrets: set one when the port is reachable by more than the operators."""
@@ -257,7 +267,14 @@ class ExplorerSettings:
 
     @property
     def protected(self) -> bool:
-        return bool(self.token or self.username)
+        return self.mode != "none"
+
+    @property
+    def mode(self) -> str:
+        """The auth in force: ``auth``, or from the credentials set when it is empty."""
+        if self.auth:
+            return self.auth
+        return "token" if self.token else "basic" if self.username else "none"
 
 
 GROUPS: dict[str, type[Any]] = {
@@ -531,6 +548,16 @@ def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
             return f"{p}EXPLORER_USERNAME and {p}EXPLORER_PASSWORD go together"
         return None
 
+    def explorer_auth_has_credentials() -> str | None:
+        auth = get("explorer", "auth")
+        if auth == "token" and not get("explorer", "token"):
+            return f"{p}EXPLORER_AUTH=token needs {p}EXPLORER_TOKEN or {p}EXPLORER_TOKEN_FILE"
+        if auth == "basic" and not get("explorer", "username"):
+            return f"{p}EXPLORER_AUTH=basic needs {p}EXPLORER_USERNAME and {p}EXPLORER_PASSWORD"
+        if auth in ("kubernetes", "none") and (get("explorer", "token") or get("explorer", "username")):
+            return f"{p}EXPLORER_AUTH={auth} ignores {p}EXPLORER_TOKEN and {p}EXPLORER_USERNAME: unset them"
+        return None
+
     def role_and_ingest() -> str | None:
         if get("stages", "role") == "ingest" and not get("stages", "ingest"):
             return f"{p}ROLE=ingest needs {p}INGEST=true (an ingest-only worker that does not ingest does nothing)"
@@ -556,6 +583,7 @@ def _cross_checks(values: dict[str, dict[str, Any]]) -> list[str]:
         one_es_auth,
         role_and_ingest,
         explorer_user_with_password,
+        explorer_auth_has_credentials,
     ):
         try:
             problem = check()

@@ -194,7 +194,7 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
             if (namespace is None or ns == namespace) and (event_type is None or typ == event_type):
                 selected[key] = value
         if request.query.get("raw"):
-            return self.json({"counts": selected})
+            return self.json({"counts": selected, "partial": failed})
         reasons: Counter[tuple[str, str]] = Counter()
         namespaces: Counter[str] = Counter()
         for key, value in selected.items():

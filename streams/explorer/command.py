@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import sys
@@ -57,6 +58,22 @@ KINDS = {
     "cm": "ConfigMap", "configmap": "ConfigMap", "secret": "Secret", "sa": "ServiceAccount",
     "serviceaccount": "ServiceAccount", "lease": "Lease",
 }  # fmt: skip
+# The API group of each built-in kind above that has one (the rest are core, group "").
+KIND_GROUPS = {
+    **dict.fromkeys(("Deployment", "ReplicaSet", "StatefulSet", "DaemonSet"), "apps"),
+    **dict.fromkeys(("Job", "CronJob"), "batch"),
+    "Ingress": "networking.k8s.io",
+    "HorizontalPodAutoscaler": "autoscaling",
+    "Lease": "coordination.k8s.io",
+}
+# kubectl's own two (cli-runtime printers.EscapeTerminal), then every other control character in the
+# same caret style, so an event's text can move no cursor, set no title and start no OSC sequence.
+_ESCAPES = {0x1B: "^[", 0x0D: "\\r", 0x0A: "\\n", 0x7F: "^?"}
+_TERMINAL_SAFE = {
+    **{c: f"^{chr(c + 64)}" for c in range(0x20) if c != 0x09},
+    **{c: f"\\x{c:02x}" for c in range(0x80, 0xA0)},
+    **_ESCAPES,
+}
 WATCH_PERIOD = 2.0
 # A document reaches the archive a little after its event happened: each poll looks this far back.
 WATCH_LAG = timedelta(minutes=5)
@@ -75,8 +92,13 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-n", "--namespace", help="only this namespace (default: the kubeconfig context's, else default)")
     p.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    p.add_argument("--for", dest="for_object", metavar="KIND/NAME", help="only events about this object (pod/web-1)")
-    p.add_argument("--types", help="comma-separated: Normal, Warning")
+    p.add_argument(
+        "--for",
+        dest="for_object",
+        metavar="RESOURCE/NAME",
+        help="only events about this object: pod/web-1, deployment.apps/web, a CRD as Kind.group/name",
+    )
+    p.add_argument("--types", help="comma-separated, any case: Normal, Warning")
     p.add_argument("--reason", help="comma-separated reasons")
     p.add_argument("--since", help="how far back: 30m, 24h, 7d (default: 1h)")
     p.add_argument("--from", dest="start", metavar="TIME", help="start of the range (instead of --since)")
@@ -103,7 +125,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         params = search_params(args, env)
         settings = connection_settings(env, args.es_url)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_run(args, params, settings, sys.stdout))
@@ -129,11 +151,7 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     if not args.all_namespaces:
         params["namespace"] = args.namespace or current_namespace(env)
     if args.for_object:
-        kind, sep, name = args.for_object.partition("/")
-        if not sep or not kind or not name:
-            raise UsageError(f"--for {args.for_object!r}: expected KIND/NAME, such as pod/web-1")
-        params["kind"] = KINDS.get(kind.lower(), kind[:1].upper() + kind[1:])
-        params["name"] = name
+        params.update(for_object(args.for_object))
     for flag, key in ((args.types, "type"), (args.reason, "reason"), (args.cluster, "cluster")):
         if flag:
             params[key] = flag
@@ -142,6 +160,32 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     except query.QueryError as exc:
         raise UsageError(_flag_names(str(exc))) from None
     return {k: v for k, v in params.items() if v}
+
+
+def for_object(text: str) -> dict[str, str]:
+    """``--for`` as ``kubectl events`` takes it: ``pod/web-1``, ``deployment.apps/web``, ``widget.example.com/w1``.
+
+    A built-in resource (any of kubectl's names for it, with or without its group) becomes its kind.
+    Without the API server's discovery there is no way from a CRD's plural to its kind, so a CRD is
+    named by its kind (``Widget.example.com/w1``; a lower-case first letter is raised) and its group
+    narrows the events to that group's objects.
+    """
+    resource, sep, name = text.partition("/")
+    if not sep or not resource or not name or "/" in name:
+        raise UsageError(f"--for {text!r}: expected RESOURCE/NAME, such as pod/web-1 or deployment.apps/web")
+    base, _, group = resource.partition(".")
+    kind = KINDS.get(base.lower())
+    if kind is not None and group in ("", KIND_GROUPS.get(kind, "")):
+        return {"kind": kind, "name": name}
+    params = {"kind": base[:1].upper() + base[1:], "name": name}
+    if group:
+        params["group"] = group
+    return params
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` with every C0 control but tab, DEL and every C1 control shown escaped, never sent."""
+    return text.translate(_TERMINAL_SAFE)
 
 
 def _flag_names(message: str) -> str:
@@ -207,10 +251,10 @@ async def _run(args: argparse.Namespace, params: dict[str, str], settings: Setti
             print("watching for new events (Ctrl-C stops)", file=sys.stderr, flush=True)
             await _watch(client, index, params, printer, {r["id"] for r in rows})
     except (SearchUnavailable, TimeoutError) as exc:
-        print(f"error: the event archive at {where} is unreachable: {exc}", file=sys.stderr)
+        print(terminal_safe(f"error: the event archive at {where} is unreachable: {exc}"), file=sys.stderr)
         return 1
     except SearchFailed as exc:
-        print(f"error: the event archive at {where} failed: {exc}", file=sys.stderr)
+        print(terminal_safe(f"error: the event archive at {where} failed: {exc}"), file=sys.stderr)
         return 1
     finally:
         with contextlib.suppress(Exception):
@@ -281,10 +325,10 @@ class Printer:
         if namespaces:
             self.columns.append(("NAMESPACE", lambda r, _: r["namespace"]))
         self.columns += [
-            ("LAST SEEN", lambda r, now: age(r["time"], now)),
+            ("LAST SEEN", last_seen),
             ("TYPE", lambda r, _: r["type"]),
             ("REASON", lambda r, _: r["reason"]),
-            ("OBJECT", lambda r, _: f"{r['kind'].lower()}/{r['name']}"),
+            ("OBJECT", lambda r, _: f"{r['kind']}/{r['name']}"),
         ]
         if wide:
             self.columns += [("SUBOBJECT", lambda r, _: r["subobject"]), ("SOURCE", lambda r, _: source(r))]
@@ -306,7 +350,8 @@ class Printer:
             self._objects(docs, final)
             return
         now = datetime.now(UTC)
-        cells = [[get(r, now) for _, get in self.columns] for r in rows]
+        # Every cell escaped: any field of an event is text that whoever could create the Event chose.
+        cells = [[terminal_safe(get(r, now)) for _, get in self.columns] for r in rows]
         if not rows and final and not self._printed:
             print("No events found in the archive for this range.", file=sys.stderr)
             return
@@ -337,7 +382,31 @@ class Printer:
 def _yaml(value: Any) -> str:
     import yaml
 
-    return str(yaml.safe_dump(value, sort_keys=False, allow_unicode=True))
+    return str(yaml.dump(value, Dumper=_yaml_dumper(), sort_keys=False, allow_unicode=True))
+
+
+@functools.cache
+def _yaml_dumper() -> type:
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+        # PyYAML writes NEL and the Unicode line and paragraph separators raw in plain and quoted
+        # scalars, then reads each back as a line break; double quotes escape them (\\N, \\L, \\P).
+        style = '"' if any(c in data for c in "\x85\u2028\u2029") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+    Dumper.add_representer(str, text)
+    return Dumper
+
+
+def last_seen(row: dict[str, Any], now: datetime) -> str:
+    """``kubectl events``' LAST SEEN: ``5m (x12 over 2h)`` for a repeated event, else its age."""
+    if row["count"] > 1:
+        return f"{age(row['time'], now)} (x{row['count']} over {age(row['first'], now)})"
+    return age(row["first"], now)
 
 
 def source(row: dict[str, Any]) -> str:

@@ -14,13 +14,16 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
 
 from streams import logs
+from streams.counts import split_reason_key
 from streams.explorer import query
+from streams.explorer.access import EVERYTHING, Access, Gate, Identity
+from streams.kube import ApiError, Disconnected, IdleTimeout
 from streams.search import SearchFailed, SearchUnavailable
 from streams.settings import ExplorerSettings
 
@@ -80,8 +83,14 @@ class Explorer:
         index_pattern: str,
         counts: CountsView,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        gate: Gate | None = None,
     ) -> None:
+        if config.mode == "kubernetes" and gate is None:
+            raise ValueError("K8SEV_EXPLORER_AUTH=kubernetes needs the reviews' gate")
         self.config = config
+        self.gate = gate
+        if gate is not None and gate.archive_namespaces is None:
+            gate.archive_namespaces = self.archive_namespaces
         self.counts = counts
         self.search_client = search
         self.index_pattern = index_pattern
@@ -120,15 +129,34 @@ class Explorer:
             return True
         return bool(self.config.token) and hmac.compare_digest(password.encode(), self.config.token.encode())
 
-    def refused(self, json_api: bool) -> Reply:
+    async def admit(self, authorization: str | None, json_api: bool) -> Reply | Identity | None:
+        """The caller: None (no per-person limits), the person a TokenReview named, or the refusal."""
+        if self.config.mode != "kubernetes":
+            return None if self.authorized(authorization) else self.refused(json_api)
+        assert self.gate is not None
+        token = bearer_or_password(authorization)
+        if not token:
+            return self.refused(json_api)
+        try:
+            who = await self.gate.identify(token)
+        except (ApiError, Disconnected, IdleTimeout, OSError) as exc:
+            logs.warning(log, "explorer_review_failed", review="token", error=str(exc)[:200])
+            return self._error(503, "the Kubernetes API server did not answer the token review", "unreachable")
+        if who is None:
+            logs.info(log, "explorer_token_refused")
+            return self.refused(json_api, "the Kubernetes API server does not accept this token")
+        return who
+
+    def refused(self, json_api: bool, why: str = "authentication required") -> Reply:
         # Basic only: a browser then shows its login prompt (the token works as the password there);
         # bearer clients send their header without being asked.
         challenge = 'Basic realm="k8s-event-streams explorer", charset="UTF-8"'
-        reply = (
-            self._error(401, "authentication required", state="unauthorized")
-            if json_api
-            else self._text(401, "authentication required")
-        )
+        if self.config.mode == "kubernetes":
+            why += (
+                "; send a Kubernetes token (Authorization: Bearer <token>), or in the browser's prompt any"
+                " user name and the token as password: `kubectl create token <serviceaccount>` makes one"
+            )
+        reply = self._error(401, why, state="unauthorized") if json_api else self._text(401, why)
         return Reply(reply.status, reply.body, reply.content_type, {**reply.headers, "WWW-Authenticate": challenge})
 
     # ------------------------------------------------------------ page and assets
@@ -144,15 +172,35 @@ class Explorer:
 
     # ------------------------------------------------------------ JSON API
 
-    async def api(self, what: str, params: Mapping[str, str]) -> Reply:
-        if what == "top":
-            return await self._top(params)
-        handler = {"search": self._search, "histogram": self._histogram, "timeline": self._timeline}.get(what)
-        if handler is None:
+    async def api(self, what: str, params: Mapping[str, str], who: Identity | None = None) -> Reply:
+        if what not in ("search", "histogram", "timeline", "top"):
             return self._error(404, f"no API {what[:40]!r}; there are search, histogram, timeline, top")
+        access = EVERYTHING
+        if who is not None:
+            assert self.gate is not None
+            asked = [ns.strip() for ns in params.get("namespace", "").split(",") if ns.strip()]
+            try:
+                access = await self.gate.access(who, asked[:50])
+            except (ApiError, Disconnected, IdleTimeout, OSError) as exc:
+                logs.warning(log, "explorer_review_failed", review="access", error=str(exc)[:200])
+                return self._error(503, "the Kubernetes API server did not answer the access review", "unreachable")
+            except (SearchUnavailable, SearchFailed, TimeoutError) as exc:
+                return self._error(503, f"search engine unreachable: {str(exc)[:200]}", state="unreachable")
+            if access.forbidden is not None:
+                logs.info(log, "explorer_forbidden", user=who.username, namespace=access.forbidden)
+                return self._error(
+                    403, f"{who.username} may not list events in namespace {access.forbidden!r}", "forbidden"
+                )
+            if not access.everything and not access.namespaces:
+                return self._json(200, self._nothing(what, access.note))
+        if what == "top":
+            return await self._top(params, access)
+        handler = {"search": self._search, "histogram": self._histogram, "timeline": self._timeline}[what]
         started = time.monotonic()
         try:
-            body = await handler(self.search_client, params)
+            body = await handler(self.search_client, params, access.within)
+            if access.note:
+                body["notice"] = access.note
         except query.QueryError as exc:
             return self._error(400, str(exc), state="bad_request")
         except (SearchUnavailable, TimeoutError) as exc:
@@ -171,21 +219,53 @@ class Explorer:
         except TimeoutError:
             raise SearchUnavailable(f"no answer within {self.config.timeout:g}s") from None
 
-    async def _search(self, client: Searcher, params: Mapping[str, str]) -> dict[str, Any]:
+    def _nothing(self, what: str, note: str) -> dict[str, Any]:
+        """The answer for a person who may read nothing: empty, with the reason for the page to show."""
+        empties: dict[str, dict[str, Any]] = {
+            "search": {"total": 0, "exact": True, "timed_out": False, "took_ms": 0, "rows": [], "next": None},
+            "histogram": {
+                "interval": "",
+                "seconds": 0,
+                "start_ms": 0,
+                "end_ms": 0,
+                "times": [],
+                "normal": [],
+                "warning": [],
+            },
+            "timeline": {"rows": [], "owners": [], "total": 0, "truncated": False},
+            "top": {"reasons": [], "partial": []},
+        }
+        empty = empties[what]
+        return {**empty, "notice": note}
+
+    async def archive_namespaces(self) -> list[str]:
+        """Every namespace with documents: the candidates a person's access is checked against."""
+        response = await self._ask(self.search_client, query.namespaces_body(10_000))
+        return query.namespaces_answer(response)
+
+    async def _search(
+        self, client: Searcher, params: Mapping[str, str], within: tuple[str, ...] | None
+    ) -> dict[str, Any]:
         search, page = query.parse_search(params, self.clock())
+        search = replace(search, within=within)
         response = await self._ask(client, query.search_body(search, page, self.config.timeout))
         answer = query.search_answer(response, page)
         answer["range"] = {"from": search.range.start_ms, "to": search.range.end_ms}
         return answer
 
-    async def _histogram(self, client: Searcher, params: Mapping[str, str]) -> dict[str, Any]:
+    async def _histogram(
+        self, client: Searcher, params: Mapping[str, str], within: tuple[str, ...] | None
+    ) -> dict[str, Any]:
         params = {k: v for k, v in params.items() if k not in ("size", "after")}
         search, _ = query.parse_search(params, self.clock())
+        search = replace(search, within=within)
         response = await self._ask(client, query.histogram_body(search, self.config.timeout))
         return asdict(query.histogram_answer(response, search))
 
-    async def _timeline(self, client: Searcher, params: Mapping[str, str]) -> dict[str, Any]:
-        timeline = query.parse_timeline(params, self.clock())
+    async def _timeline(
+        self, client: Searcher, params: Mapping[str, str], within: tuple[str, ...] | None
+    ) -> dict[str, Any]:
+        timeline = replace(query.parse_timeline(params, self.clock()), within=within)
         response = await self._ask(client, query.timeline_body(timeline))
         rows = query.timeline_rows(response)
         total = ((response.get("hits") or {}).get("total") or {}).get("value", len(rows))
@@ -197,8 +277,12 @@ class Explorer:
             "truncated": int(total) > len(rows),
         }
 
-    async def _top(self, params: Mapping[str, str]) -> Reply:
-        """Top reasons from the count tables, through the worker's own view (so the auth covers it)."""
+    async def _top(self, params: Mapping[str, str], access: Access = EVERYTHING) -> Reply:
+        """Top reasons from the count tables, through the worker's own view (so the auth covers it).
+
+        A person limited to some namespaces gets the tables' raw counts, kept to those namespaces
+        here, before anything leaves the worker.
+        """
         unknown = sorted(set(params) - {"window", "namespace", "type", "top"})
         window, top = params.get("window", "1h"), params.get("top", "10")
         if unknown or window not in ("1m", "1h") or not top.isdigit() or not 1 <= int(top) <= 50:
@@ -206,6 +290,8 @@ class Explorer:
         if params.get("type", "Normal") not in query.TYPES:
             return self._error(400, "type: Normal or Warning", state="bad_request")
         asked = {k: v for k, v in params.items() if v}
+        if access.within is not None:
+            asked["raw"] = "1"
         try:
             body = await asyncio.wait_for(self.counts({**asked, "window": window, "top": top}), self.config.timeout)
         except (OSError, TimeoutError, ValueError) as exc:
@@ -213,9 +299,12 @@ class Explorer:
             return self._error(
                 503, f"the count views did not answer: {str(exc)[:200] or type(exc).__name__}", "unreachable"
             )
-        return self._json(
-            200, {"window": window, "reasons": body.get("reasons", []), "partial": body.get("partial", [])}
-        )
+        if access.within is not None:
+            body["reasons"] = top_reasons(body.get("counts") or {}, set(access.within), int(top))
+        answer = {"window": window, "reasons": body.get("reasons", []), "partial": body.get("partial", [])}
+        if access.note:
+            answer["notice"] = access.note
+        return self._json(200, answer)
 
     # ------------------------------------------------------------ helpers
 
@@ -228,3 +317,29 @@ class Explorer:
 
     def _text(self, status: int, message: str) -> Reply:
         return Reply(status, message.encode(), "text/plain", {**SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+
+def bearer_or_password(authorization: str | None) -> str:
+    """The token of ``Bearer <token>``, or the password of basic credentials (a browser's prompt)."""
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value
+    if scheme.lower() == "basic":
+        try:
+            _, sep, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return ""
+        return password if sep else ""
+    return ""
+
+
+def top_reasons(counts: Mapping[str, int], namespaces: set[str], top: int) -> list[dict[str, Any]]:
+    """The count view's ``{namespace/type/reason: n}`` kept to ``namespaces``, as its top reasons."""
+    totals: dict[tuple[str, str], int] = {}
+    for key, value in counts.items():
+        namespace, event_type, reason = split_reason_key(key)
+        if namespace in namespaces:
+            totals[(event_type, reason)] = totals.get((event_type, reason), 0) + int(value)
+    ranked = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
+    return [{"type": t, "reason": r, "count": c} for (t, r), c in ranked]

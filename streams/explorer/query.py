@@ -56,7 +56,7 @@ SORT = [
 _DURATION = re.compile(r"^(\d{1,6})(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LIST_FIELDS = ("cluster", "namespace", "kind", "reason", "component")
-SEARCH_PARAMS = frozenset({"q", "name", "type", "range", "from", "to", "size", "after", *_LIST_FIELDS})
+SEARCH_PARAMS = frozenset({"q", "name", "group", "type", "range", "from", "to", "size", "after", *_LIST_FIELDS})
 TIMELINE_PARAMS = frozenset({"cluster", "namespace", "kind", "name", "owners", "range", "from", "to"})
 # Generated name suffixes: k8s.io/apimachinery's rand alphabet (no vowels, no 0 1 3).
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
@@ -96,9 +96,13 @@ class Filter:
     namespace: tuple[str, ...] = ()
     kind: tuple[str, ...] = ()
     name: str = ""
+    # The object's API group (apps, example.com); empty: any. Events name it only in apiVersion.
+    group: str = ""
     types: tuple[str, ...] = ()
     reason: tuple[str, ...] = ()
     component: tuple[str, ...] = ()
+    # The namespaces the caller may read (None: every one, cluster-scoped objects' events too).
+    within: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Timeline:
     owners: tuple[Owner, ...] = ()
     range: TimeRange | None = None
     limit: int = MAX_TIMELINE
+    within: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ def parse_search(params: Mapping[str, str], now: datetime) -> tuple[Filter, Page
         range=parse_range(params, now),
         text=text,
         name=_value(params, "name"),
+        group=_value(params, "group"),
         types=_types(params.get("type", "")),
         **values,
     )
@@ -283,7 +289,10 @@ def _values(params: Mapping[str, str], name: str) -> tuple[str, ...]:
 
 
 def _types(text: str) -> tuple[str, ...]:
-    types = tuple(dict.fromkeys(t.strip() for t in text.split(",") if t.strip()))
+    """Any case, as ``kubectl events --types`` takes them; the archive's spelling out."""
+    spelled = {t.lower(): t for t in TYPES}
+    given = [t.strip() for t in text.split(",") if t.strip()]
+    types = tuple(dict.fromkeys(spelled.get(t.lower(), t) for t in given))
     unknown = [t for t in types if t not in TYPES]
     if unknown:
         raise QueryError(f"type: {', '.join(u[:20] for u in unknown[:3])} unknown (Normal, Warning)")
@@ -328,8 +337,19 @@ def decode_cursor(token: str) -> tuple[int, str, str]:
 # ---------------------------------------------------------------- bodies
 
 
+def within_clauses(within: tuple[str, ...] | None) -> list[dict[str, Any]]:
+    """Only the events of these namespaces' objects: the event's namespace and its object's both.
+
+    An event about a cluster-scoped object (a Node) is kept in some namespace (``default``) but its
+    object has none: only cluster-wide access (``within`` None) sees it.
+    """
+    if within is None:
+        return []
+    return [{"terms": {"metadata.namespace": list(within)}}, {"terms": {"involvedObject.namespace": list(within)}}]
+
+
 def filter_clauses(search: Filter) -> list[dict[str, Any]]:
-    clauses: list[dict[str, Any]] = [search.range.body()]
+    clauses: list[dict[str, Any]] = [search.range.body(), *within_clauses(search.within)]
     for values, path in (
         (search.cluster, "cluster"),
         (search.namespace, "metadata.namespace"),
@@ -341,6 +361,8 @@ def filter_clauses(search: Filter) -> list[dict[str, Any]]:
             clauses.append({"terms": {path: list(values)}})
     if search.name:
         clauses.append({"term": {"involvedObject.name": search.name}})
+    if search.group:
+        clauses.append({"prefix": {"involvedObject.apiVersion": f"{search.group}/"}})
     if search.component:
         # Older events say who reported them in source.component, newer ones in reportingComponent.
         either = [{"terms": {"reportingComponent": list(search.component)}}]
@@ -390,6 +412,16 @@ def search_body(search: Filter, page: Page, timeout_s: float = 10.0) -> dict[str
     return body
 
 
+def namespaces_body(size: int) -> dict[str, Any]:
+    """Which namespaces have documents at all (the candidates a person's access is checked against)."""
+    return {"size": 0, "aggs": {"namespaces": {"terms": {"field": "metadata.namespace", "size": size}}}}
+
+
+def namespaces_answer(response: Mapping[str, Any]) -> list[str]:
+    buckets = ((response.get("aggregations") or {}).get("namespaces") or {}).get("buckets") or []
+    return [str(b["key"]) for b in buckets if b.get("key")]
+
+
 def histogram_interval(span: timedelta) -> tuple[str, int]:
     seconds = span.total_seconds()
     for label, size in _INTERVALS:
@@ -424,7 +456,7 @@ def histogram_body(search: Filter, timeout_s: float = 10.0) -> dict[str, Any]:
 def timeline_body(timeline: Timeline) -> dict[str, Any]:
     """Every version of every event about the object (and its owners' that name it), oldest first."""
     target = timeline.target
-    scope: list[dict[str, Any]] = []
+    scope: list[dict[str, Any]] = within_clauses(timeline.within)
     if target.namespace:
         scope.append({"term": {"involvedObject.namespace": target.namespace}})
     if target.cluster:

@@ -43,15 +43,22 @@ def install(app: Any, settings: Settings) -> Explorer | None:
         except aiohttp.ClientError as exc:
             raise ConnectionError(str(exc) or type(exc).__name__) from exc
 
-    core = Explorer(explorer, SearchClient(settings), f"{prefix}-*", counts)
+    gate = None
+    if explorer.mode == "kubernetes":
+        from streams.explorer.access import Gate
+        from streams.kube_client import KubernetesReviews
+
+        # The explorer gives the gate its namespaces: those the archive has documents in.
+        reviewer = KubernetesReviews.from_kubeconfig(settings.kube.kubeconfig)
+        gate = Gate(reviewer, ttl=explorer.review_ttl, size=explorer.review_cache)
+    core = Explorer(explorer, SearchClient(settings), f"{prefix}-*", counts, gate=gate)
 
     def respond(view: web.View, reply: Reply) -> web.Response:
         return view.bytes(reply.body, content_type=reply.content_type, status=reply.status, headers=reply.headers)
 
-    def guarded(request: web.Request, json_api: bool) -> Reply | None:
-        if core.authorized(request.headers.get("Authorization")):
-            return None
-        return core.refused(json_api)
+    async def guarded(request: web.Request, json_api: bool) -> Reply | None:
+        admitted = await core.admit(request.headers.get("Authorization"), json_api)
+        return admitted if isinstance(admitted, Reply) else None
 
     @app.page("/ui")
     async def explorer_root(self: web.View, request: web.Request) -> web.Response:
@@ -60,19 +67,19 @@ def install(app: Any, settings: Settings) -> Explorer | None:
     @app.page("/ui/")
     async def explorer_page(self: web.View, request: web.Request) -> web.Response:
         """The explorer page."""
-        return respond(self, guarded(request, False) or core.page())
+        return respond(self, await guarded(request, False) or core.page())
 
     @app.page("/ui/static/{name:.+}")
     async def explorer_asset(self: web.View, request: web.Request, name: str) -> web.Response:
-        return respond(self, guarded(request, False) or core.asset(name))
+        return respond(self, await guarded(request, False) or core.asset(name))
 
     @app.page("/ui/api/{what}")
     async def explorer_api(self: web.View, request: web.Request, what: str) -> web.Response:
         """JSON: search, histogram, timeline."""
-        refused = guarded(request, True)
-        if refused is not None:
-            return respond(self, refused)
-        return respond(self, await core.api(what, dict(request.query)))
+        admitted = await core.admit(request.headers.get("Authorization"), True)
+        if isinstance(admitted, Reply):
+            return respond(self, admitted)
+        return respond(self, await core.api(what, dict(request.query), admitted))
 
-    logs.info(log, "explorer_installed", path="/ui/", protected=explorer.protected)
+    logs.info(log, "explorer_installed", path="/ui/", protected=explorer.protected, auth=explorer.mode)
     return core

@@ -2,7 +2,8 @@
 
 Shared by the kustomize (k8s/) and the Helm (k8s/helm/) tests, so both installs face the same probes:
 a TokenRequest token of the worker's ServiceAccount lists and watches Events in every namespace and uses
-a Lease in its own, and is refused (403) Secrets, Pods, creating Events and other namespaces' Leases.
+a Lease in its own, creates token and access reviews (the explorer's auth), and is refused (403) Secrets,
+Pods, creating Events and other namespaces' Leases.
 A pod from the Deployment's template passes the "restricted" Pod Security Standard.
 """
 
@@ -119,6 +120,13 @@ def assert_least_privilege(sa: client.ApiClient, namespace: str, other: str) -> 
         "list events.k8s.io events": lambda: sa_events.list_event_for_all_namespaces(limit=5, **raw),
         "watch events.k8s.io events": lambda: sa_events.list_event_for_all_namespaces(
             watch=True, timeout_seconds=1, **raw
+        ),
+        # The explorer's K8SEV_EXPLORER_AUTH=kubernetes asks the API server who a token is and what it may do.
+        "create a token review": lambda: client.AuthenticationV1Api(sa).create_token_review(
+            {"spec": {"token": "not-a-token"}}, **raw
+        ),
+        "create a subject access review": lambda: client.AuthorizationV1Api(sa).create_subject_access_review(
+            {"spec": {"user": "nobody", "resourceAttributes": {"verb": "list", "resource": "events"}}}, **raw
         ),
         "create its lease": lambda: sa_leases.create_namespaced_lease(namespace, lease, **raw),
         "read its lease": lambda: sa_leases.read_namespaced_lease("probe", namespace, **raw),

@@ -116,6 +116,8 @@ def test_rbac_reads_events_and_writes_only_its_own_lease(objects: list[dict[str,
     )
     assert rules == [
         (("",), ("events",), ("get", "list", "watch")),
+        (("authentication.k8s.io",), ("tokenreviews",), ("create",)),
+        (("authorization.k8s.io",), ("subjectaccessreviews",), ("create",)),
         (("events.k8s.io",), ("events",), ("get", "list", "watch")),
     ]
     role = find(objects, "Role")

@@ -557,7 +557,7 @@ def test_eventlog_flags_against_the_archive(archive: Archive) -> None:
         "--since",
         "1d",
         "--types",
-        "Warning",
+        "warning",  # any case, as kubectl events takes it
         "--reason",
         "BackOff,Unhealthy",
     )
@@ -606,7 +606,7 @@ def test_eventlog_table_of_real_events(archive: Archive, kube_client: client.Api
     assert code == 0, err
     header, row = out.splitlines()
     assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
-    assert row.split()[1:] == ["Normal", "ForEventlog", "pod/for-eventlog-pod", "seen", "by", "kubectl", "eventlog"]
+    assert row.split()[1:] == ["Normal", "ForEventlog", "Pod/for-eventlog-pod", "seen", "by", "kubectl", "eventlog"]
 
 
 def test_eventlog_watch_sees_a_new_event(archive: Archive, kube_client: client.ApiClient) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import io
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
-from streams.explorer import command
+from streams.explorer import command, query
 
 
 def params(*argv: str, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -29,6 +35,35 @@ def test_flags_become_explorer_parameters() -> None:
     assert params("--for", "Widget/w1")["kind"] == "Widget"
 
 
+@pytest.mark.parametrize(
+    ("flag", "want"),
+    [
+        ("deployment.apps/web", {"kind": "Deployment", "name": "web"}),
+        ("deployments.apps/web", {"kind": "Deployment", "name": "web"}),
+        ("deploy/web", {"kind": "Deployment", "name": "web"}),
+        ("cj.batch/nightly", {"kind": "CronJob", "name": "nightly"}),
+        ("Pod/p", {"kind": "Pod", "name": "p"}),
+        ("node/kwok-node-0", {"kind": "Node", "name": "kwok-node-0"}),
+        # A CRD by its kind and group; a kind that shares a built-in's name in another group is that group's.
+        ("widget.example.com/w1", {"kind": "Widget", "name": "w1", "group": "example.com"}),
+        (
+            "CertificateRequest.cert-manager.io/c",
+            {"kind": "CertificateRequest", "name": "c", "group": "cert-manager.io"},
+        ),
+        ("deployment.example.com/d", {"kind": "Deployment", "name": "d", "group": "example.com"}),
+    ],
+)
+def test_for_takes_kubectl_events_resource_forms(flag: str, want: dict[str, str]) -> None:
+    got = params("--for", flag)
+    assert {k: v for k, v in got.items() if k in ("kind", "name", "group")} == want
+
+
+def test_types_are_case_insensitive_as_kubectl_events_takes_them() -> None:
+    assert params("--types", "warning")["type"] == "warning"
+    search, _ = query.parse_search({"type": "warning,NORMAL,Warning"}, datetime.now(UTC))
+    assert search.types == ("Warning", "Normal")
+
+
 def test_the_default_namespace_is_the_kubeconfig_contexts(tmp_path: Path) -> None:
     config = tmp_path / "config"
     config.write_text(
@@ -42,7 +77,8 @@ def test_the_default_namespace_is_the_kubeconfig_contexts(tmp_path: Path) -> Non
     ("argv", "says"),
     [
         (["--since", "1h", "--from", "2026-03-01T00:00:00Z"], "exclude"),
-        (["--for", "web"], "KIND/NAME"),
+        (["--for", "web"], "RESOURCE/NAME"),
+        (["--for", "pod/a/b"], "RESOURCE/NAME"),
         (["--since", "soon"], "--since"),
         (["--types", "Error"], "--types"),
         (["--limit", "0"], "--limit"),
@@ -115,3 +151,130 @@ def test_a_bad_connection_setting_is_a_usage_error_naming_its_source(capsys: pyt
         command.connection_settings({"K8SEV_ES_API_KEY": "k", "K8SEV_ES_USERNAME": "u"}, None)
     assert command.main(["-A", "--es-url", "ftp://x"], {"KUBECONFIG": "/nonexistent"}) == 2
     assert capsys.readouterr().err.startswith("error: --es-url='ftp://x'")
+
+
+# ---------------------------------------------------------------- terminal safety
+
+CONTROLS = {chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)]} - {"\t"}
+# Any text an Event may carry: every code point but surrogates (JSON from the archive has none).
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
+
+
+def printed(output: str, docs: list[dict[str, Any]], *, final: bool = True) -> str:
+    out = io.StringIO()
+    printer = command.Printer(output, out, wide=output == "wide", namespaces=True)
+    printer.header(False)
+    hits = [{"_id": f"u{i}:1", "_source": doc} for i, doc in enumerate(docs)]
+    printer.rows([query.row(h) for h in hits], docs, final=final)
+    return out.getvalue()
+
+
+def event_doc(text: dict[str, str]) -> dict[str, Any]:
+    """A document with every field the table or wide output prints set from ``text``."""
+    return {
+        "@timestamp": "2026-03-01T12:00:00Z",
+        "type": text["type"],
+        "reason": text["reason"],
+        "message": text["message"],
+        "involvedObject": {
+            "kind": text["kind"],
+            "name": text["name"],
+            "namespace": text["namespace"],
+            "fieldPath": text["subobject"],
+        },
+        "metadata": {"name": text["event"], "uid": text["uid"], "namespace": text["namespace"]},
+        "source": {"component": text["component"], "host": text["host"]},
+        "reportingComponent": text["reporting"],
+        "count": 3,
+    }
+
+
+FIELDS = ("type", "reason", "message", "kind", "name", "namespace", "subobject", "event", "uid")
+DOC = st.fixed_dictionaries({k: TEXT for k in (*FIELDS, "component", "host", "reporting")}).map(event_doc)
+
+
+@given(st.lists(DOC, min_size=1, max_size=4), st.sampled_from(["table", "wide"]))
+def test_no_control_character_reaches_table_or_wide_output(docs: list[dict[str, Any]], output: str) -> None:
+    text = printed(output, docs)
+    lines = text.split("\n")
+    # A header, one line per event, the final newline: an event can start no line of its own.
+    assert len(lines) == len(docs) + 2 and lines[-1] == ""
+    assert not CONTROLS & set("".join(lines))
+
+
+@given(st.lists(DOC, max_size=4), st.sampled_from(["json", "yaml"]), st.booleans())
+def test_json_and_yaml_carry_every_string_exactly(docs: list[dict[str, Any]], output: str, final: bool) -> None:
+    text = printed(output, docs, final=final)
+    if output == "json":
+        got = json.loads(text)["items"] if final else [json.loads(line) for line in text.splitlines()]
+    else:
+        got = yaml.safe_load(text)["items"] if final else list(yaml.safe_load_all(text))
+    assert got == docs
+    # Exact, and still nothing a terminal would act on: JSON escapes every control, YAML quotes them.
+    assert not CONTROLS - {"\n"} & set(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("\x1b]0;owned\x07", "^[]0;owned^G"),  # OSC: set the window title
+        ("\x1b[2J\x1b[H", "^[[2J^[[H"),  # CSI: clear the screen
+        ("ok\rforged", "ok\\rforged"),  # carriage return: overwrite the line (kubectl's \r)
+        ("\x9b31m\x9d8;;x\x9c", "\\x9b31m\\x9d8;;x\\x9c"),  # C1 CSI, OSC, ST
+        ("a\x00b\x7fc\td", "a^@b^?c\td"),  # NUL, DEL; tab kept
+        ("plain ümlaut 日本", "plain ümlaut 日本"),
+    ],
+)
+def test_control_characters_are_shown_as_kubectl_shows_them(text: str, shown: str) -> None:
+    assert command.terminal_safe(text) == shown
+
+
+def test_a_reason_with_an_escape_sequence_prints_escaped() -> None:
+    doc = event_doc(dict.fromkeys((*FIELDS, "component", "host", "reporting"), "x") | {"reason": "\x1b[31mRed"})
+    row = printed("table", [doc]).splitlines()[1]
+    assert "^[[31mRed" in row and "\x1b" not in row
+
+
+def test_an_error_line_prints_escaped(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings quote what they name; this is the line for text that arrives unquoted (an engine's error).
+    def refuse(*_: Any) -> dict[str, str]:
+        raise command.UsageError("the engine said \x1b]0;owned\x07")
+
+    monkeypatch.setattr(command, "search_params", refuse)
+    assert command.main(["-A"], {}) == 2
+    assert capsys.readouterr().err == "error: the engine said ^[]0;owned^G\n"
+
+
+# ---------------------------------------------------------------- kubectl events' columns
+
+
+def test_object_is_kind_slash_name_and_last_seen_counts_repeats_as_kubectl_events() -> None:
+    now = datetime.now(UTC)
+    doc = {
+        "@timestamp": (now - timedelta(minutes=5)).isoformat(),
+        "firstTimestamp": (now - timedelta(hours=2)).isoformat(),
+        "count": 12,
+        "type": "Warning",
+        "reason": "BackOff",
+        "message": "Back-off restarting failed container",
+        "involvedObject": {"kind": "Pod", "name": "web-1", "namespace": "demo"},
+        "metadata": {"uid": "u", "namespace": "demo"},
+    }
+    single = {**doc, "count": 1, "metadata": {"uid": "v", "namespace": "demo"}}
+    out = io.StringIO()
+    printer = command.Printer("table", out, wide=False, namespaces=False)
+    printer.header(False)
+    hits = [{"_id": "u:1", "_source": doc}, {"_id": "v:1", "_source": single}]
+    printer.rows([query.row(h) for h in hits], [doc, single], final=True)
+    header, repeated, once = out.getvalue().splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert repeated.startswith("5m (x12 over 120m)   Warning   BackOff   Pod/web-1   Back-off")
+    # Seen once: its age, as kubectl events shows it (from the first time).
+    assert once.startswith("120m                 Warning")
+
+
+def test_the_group_narrows_by_api_version() -> None:
+    search, _ = query.parse_search({"kind": "Widget", "name": "w1", "group": "example.com"}, datetime.now(UTC))
+    assert {"prefix": {"involvedObject.apiVersion": "example.com/"}} in query.filter_clauses(search)
+    plain, _ = query.parse_search({"kind": "Pod"}, datetime.now(UTC))
+    assert not any("prefix" in c for c in query.filter_clauses(plain))

@@ -203,7 +203,10 @@
     setStatus(
       $("status"),
       answer.rows.length ? "ready" : "empty",
-      answer.rows.length ? "" : page > 1 ? "No more events on this page: go back to newer ones." : "No events match these filters in this time range."
+      // A notice is the server's reason the answer is empty or cut (K8SEV_EXPLORER_AUTH=kubernetes).
+      answer.notice
+        ? answer.notice
+        : answer.rows.length ? "" : page > 1 ? "No more events on this page: go back to newer ones." : "No events match these filters in this time range."
     );
     const next = $("next");
     next.disabled = !answer.next;
@@ -292,7 +295,7 @@
     }
     clear(list);
     const max = Math.max(1, ...answer.reasons.map((r) => r.count));
-    $("top-status").textContent = answer.reasons.length ? "" : "nothing counted in this window yet";
+    $("top-status").textContent = answer.notice || (answer.reasons.length ? "" : "nothing counted in this window yet");
     for (const r of answer.reasons) {
       const li = el("li", null, r.type === "Warning" ? "warning" : "normal");
       const pick = el("button", r.reason, "reason-link");
