@@ -83,6 +83,14 @@ class Step:
     timeout: float = ATTEMPT_TIMEOUT
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message``, once (aiokafka's errors put their type in the message already), at most 200 characters."""
+    name, text = type(exc).__name__, str(exc)
+    if not text:
+        return name
+    return (text if text.startswith(name) else f"{name}: {text}")[:200]
+
+
 def attempt_bound(step: Step, left: float) -> float:
     """Seconds for one attempt of ``step`` with ``left`` seconds to the limit: its own timeout, cut to
     the time left, but never less than one probe's (the last attempt, at the limit, is a real one)."""
@@ -116,7 +124,7 @@ async def wait_for_kafka(
                 break
             except Exception as exc:  # noqa: BLE001 - any failure: not reachable (or not ready) yet
                 waited = clock() - started
-                error = f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
+                error = describe(exc)
                 if server is not None:
                     server.state = f"waiting for Kafka ({brokers}), {step.name}, attempt {attempt}: {error}"
                 if waited >= give_up_after:

@@ -148,3 +148,14 @@ def test_an_attempt_gets_its_own_bound_cut_to_the_time_left_but_never_less_than_
     assert startup.attempt_bound(topics, left=10) == 10
     assert startup.attempt_bound(topics, left=0) == startup.ATTEMPT_TIMEOUT
     assert startup.attempt_bound(startup.Step("probe", lambda: asyncio.sleep(0)), left=300) == startup.ATTEMPT_TIMEOUT
+
+
+def test_an_error_is_named_once_and_cut() -> None:
+    class KafkaConnectionError(Exception):
+        def __str__(self) -> str:
+            return "KafkaConnectionError: Unable to bootstrap"
+
+    assert startup.describe(KafkaConnectionError()) == "KafkaConnectionError: Unable to bootstrap"
+    assert startup.describe(ConnectionError("refused")) == "ConnectionError: refused"
+    assert startup.describe(TimeoutError()) == "TimeoutError"
+    assert len(startup.describe(OSError("x" * 500))) == 200
