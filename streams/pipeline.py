@@ -64,8 +64,8 @@ TOPIC_METADATA_WAIT = 20.0
 class App(faust.App):
     """Faust's app with an idempotent producer, carrying the settings it was built from.
 
-    Start-up makes its Kafka calls, retried, with probes answering (:mod:`streams.startup`); shutdown is bounded by
-    ``K8SEV_SHUTDOWN_TIMEOUT`` whatever the search engine or Kafka do.
+    Start-up makes its Kafka calls, retried, with probes answering (:mod:`streams.startup`);
+    shutdown is bounded by ``K8SEV_SHUTDOWN_TIMEOUT`` whatever the search engine or Kafka do.
     """
 
     settings: Settings

@@ -121,6 +121,8 @@ async def wait_for_kafka(
             attempt += 1
             try:
                 await asyncio.wait_for(step.run(), attempt_bound(step, give_up_after - (clock() - started)))
+                # The broker answered: a later step's failure is a moment's, retried soon.
+                backoff.reset()
                 break
             except Exception as exc:  # noqa: BLE001 - any failure: not reachable (or not ready) yet
                 waited = clock() - started
