@@ -18,11 +18,8 @@ import time
 from typing import Any
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 
-from streams import clock, events, logs, metrics, truncate
+from streams import clock, events, kafka_admin, logs, metrics, truncate
 from streams.filters import EventFilter
 from streams.ingest import IngestController
 from streams.kube_client import KubernetesApi
@@ -35,7 +32,6 @@ log = logging.getLogger(__name__)
 
 #: How long shutdown may take for ingest: the last acks, the Lease release, the threads.
 STOP_WITHIN = 10.0
-_UNKNOWN_TOPIC = 3
 
 
 class Publisher:
@@ -87,36 +83,14 @@ def record_limit(settings: Settings) -> int:
     return min(settings.kafka.max_request_bytes - truncate.HEADROOM, events.MAX_RECORD_BYTES)
 
 
-async def topic_max_message_bytes(app: faust.App, topic: str) -> int | None:
-    """The existing topic's ``max.message.bytes``, or None if there is no such topic (yet)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=server_list(app.conf.broker, 9092),
-        **credentials_to_aiokafka_auth(app.conf.broker_credentials, None),
-    )
-    await admin.start()
-    try:
-        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-    finally:
-        await admin.close()
-    for response in responses:
-        for error_code, _message, _type, _name, entries in response.resources:
-            if error_code == _UNKNOWN_TOPIC:
-                return None
-            for entry in entries:
-                if entry[0] == "max.message.bytes":
-                    return int(entry[1])
-    return None
+async def check_raw_topic(cluster: kafka_admin.Cluster, settings: Settings) -> None:
+    """Exit 2 if the existing raw topic refuses records as large as the producer sends.
 
-
-async def check_raw_topic(app: faust.App, settings: Settings) -> None:
-    """Exit 2 if the existing raw topic refuses records as large as the producer sends."""
+    A start-up step (:mod:`streams.startup`): a failure to ask is raised, and retried.
+    """
     wanted = settings.kafka.max_request_bytes
     topic = settings.kafka.raw_topic
-    try:
-        allowed = await topic_max_message_bytes(app, topic)
-    except Exception as exc:  # noqa: BLE001 - the broker may be starting; the producer's own errors tell
-        logs.warning(log, "raw_topic_check_skipped", topic=topic, error=repr(exc)[:300])
-        return
+    allowed = await kafka_admin.max_message_bytes(cluster, topic)
     if allowed is not None and allowed < wanted:
         message = (
             f"the raw topic {topic!r} allows records of {allowed} bytes (max.message.bytes), less than "
@@ -125,7 +99,7 @@ async def check_raw_topic(app: faust.App, settings: Settings) -> None:
         logs.error(log, "raw_topic_limit_too_small", topic=topic, allowed=allowed, wanted=wanted)
         print(f"k8s-event-streams: {message}", file=sys.stderr, flush=True)
         logging.shutdown()
-        # A settings error, as load_settings reports them: before the election, nothing to clean up.
+        # A settings error, as load_settings reports them: before Faust started anything to clean up.
         os._exit(2)
     logs.info(log, "raw_topic_checked", topic=topic, max_message_bytes=allowed or "created by the worker")
 
@@ -141,7 +115,6 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
         if not settings.stages.ingest:
             logs.info(log, "ingest_disabled", reason="K8SEV_INGEST=false")
             return
-        await check_raw_topic(app, settings)
         api = KubernetesApi.from_kubeconfig(settings.kube.kubeconfig)
         kube = settings.kube
         controller = IngestController(

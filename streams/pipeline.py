@@ -12,7 +12,6 @@ Each stage is one name in three places: its pure logic in ``streams/<stage>.py``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import ssl
@@ -21,12 +20,9 @@ import threading
 from typing import Any
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import TopicAlreadyExistsError
 from faust.transport.drivers import aiokafka as aiokafka_driver
 
-from streams import liveness, logs, startup, topics, web
+from streams import kafka_admin, liveness, logs, startup, topics, web
 from streams.agents import counts, dedup, ingest, retention, sink
 from streams.explorer import web as explorer
 from streams.settings import Settings, SettingsError
@@ -61,15 +57,15 @@ class _Transport(aiokafka_driver.Transport):
 DRAIN_SHARE = 1 / 3
 
 
-#: Half-second polls of the cluster's metadata for the topics just created (20 s).
-TOPIC_METADATA_ATTEMPTS = 40
+#: Seconds of polls of the cluster's metadata for the topics just created.
+TOPIC_METADATA_WAIT = 20.0
 
 
 class App(faust.App):
     """Faust's app with an idempotent producer, carrying the settings it was built from.
 
-    Start-up waits for Kafka with probes answering (:mod:`streams.startup`); shutdown is bounded by
-    ``K8SEV_SHUTDOWN_TIMEOUT`` whatever the search engine or Kafka do.
+    Start-up makes its Kafka calls, retried, with probes answering (:mod:`streams.startup`);
+    shutdown is bounded by ``K8SEV_SHUTDOWN_TIMEOUT`` whatever the search engine or Kafka do.
     """
 
     settings: Settings
@@ -91,67 +87,46 @@ class App(faust.App):
             logs.warning(log, "startup_server_unavailable", port=settings.web.port, error=str(exc))
             server = None
         try:
-            reached = await startup.wait_for_kafka(
-                self._probe_kafka, brokers=brokers, give_up_after=settings.kafka.startup_timeout, server=server
+            failed = await startup.wait_for_kafka(
+                self._startup_steps(), brokers=brokers, give_up_after=settings.kafka.startup_timeout, server=server
             )
         finally:
             if server is not None:
                 server.close()
-        if not reached:
-            startup.give_up(brokers, settings.kafka.startup_timeout)
-        await self._create_topics()
+        if failed is not None:
+            startup.give_up(brokers, settings.kafka.startup_timeout, failed)
 
-    async def _create_topics(self) -> None:
-        """Create the data path's topics before any consumer subscribes, and wait for their metadata.
-
-        Faust would create them itself, but its consumer may subscribe before the new topics are in
-        the cluster's metadata, log "Ignoring missing topic" and then never consume them while every
-        probe says ready (faust-streaming issue 643; seen under load here).
-        """
+    def _startup_steps(self) -> list[startup.Step]:
+        """Every Kafka call before the worker runs, in order, each retried within the one start-up limit."""
         kafka = self.settings.kafka
-        auth = aiokafka_driver.credentials_to_aiokafka_auth(self.conf.broker_credentials)
-        servers = aiokafka_driver.server_list(self.conf.broker, 9092)
-        wanted = (kafka.raw_topic, kafka.clean_topic, kafka.dead_letter_topic)
-        config = {"max.message.bytes": str(kafka.max_request_bytes)}
-        admin = AIOKafkaAdminClient(bootstrap_servers=servers, **auth)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            missing = [name for name in wanted if name not in existing]
-            if missing:
-                new = [NewTopic(n, kafka.topic_partitions, kafka.topic_replicas, topic_configs=config) for n in missing]
-                # Another worker of the deployment may be quicker: then the topic is there, as wanted.
-                with contextlib.suppress(TopicAlreadyExistsError):
-                    await admin.create_topics(new)
-                logs.info(log, "topics_created", topics=",".join(missing), partitions=kafka.topic_partitions)
-        finally:
-            await admin.close()
-        client = AIOKafkaClient(bootstrap_servers=servers, **auth)
-        await client.bootstrap()
-        try:
-            for _ in range(TOPIC_METADATA_ATTEMPTS):
-                await client.force_metadata_update()
-                if set(wanted) <= client.cluster.topics():
-                    return
-                await asyncio.sleep(0.5)
-            logs.warning(log, "topics_not_in_metadata", topics=",".join(set(wanted) - client.cluster.topics()))
-        finally:
-            await client.close()
-
-    async def _probe_kafka(self) -> None:
-        """Raise unless a broker answers with the cluster's metadata, controller included."""
-        auth = aiokafka_driver.credentials_to_aiokafka_auth(self.conf.broker_credentials)
-        client = AIOKafkaClient(
-            bootstrap_servers=aiokafka_driver.server_list(self.conf.broker, 9092),
-            request_timeout_ms=int(startup.ATTEMPT_TIMEOUT * 1000),
-            **auth,
+        cluster = kafka_admin.Cluster(
+            servers=aiokafka_driver.server_list(self.conf.broker, 9092),
+            auth=aiokafka_driver.credentials_to_aiokafka_auth(self.conf.broker_credentials),
+            request_timeout=startup.ATTEMPT_TIMEOUT,
         )
-        try:
-            await client.bootstrap()
-            if not client.cluster.brokers() or client.cluster.controller is None:
-                raise ConnectionError("the cluster has no controller yet")
-        finally:
-            await client.close()
+        wanted = (kafka.raw_topic, kafka.clean_topic, kafka.dead_letter_topic)
+
+        async def create_topics() -> None:
+            # Faust would create them itself, but its consumer may subscribe before the new topics
+            # are in the cluster's metadata, log "Ignoring missing topic" and then never consume them
+            # while every probe says ready (faust-streaming issue 643; seen under load here).
+            config = {"max.message.bytes": str(kafka.max_request_bytes)}
+            specs = [kafka_admin.TopicSpec(n, kafka.topic_partitions, kafka.topic_replicas, config) for n in wanted]
+            if created := await kafka_admin.create_missing(cluster, specs):
+                logs.info(log, "topics_created", topics=",".join(created), partitions=kafka.topic_partitions)
+
+        async def topics_in_metadata() -> None:
+            if missing := await kafka_admin.wait_in_metadata(cluster, wanted, within=TOPIC_METADATA_WAIT):
+                logs.warning(log, "topics_not_in_metadata", topics=",".join(sorted(missing)))
+
+        steps = [
+            startup.Step("probe", lambda: kafka_admin.probe(cluster)),
+            startup.Step("topics", create_topics, timeout=3 * startup.ATTEMPT_TIMEOUT),
+            startup.Step("topic_metadata", topics_in_metadata, timeout=TOPIC_METADATA_WAIT + startup.ATTEMPT_TIMEOUT),
+        ]
+        if self.settings.runs_ingest:
+            steps.append(startup.Step("raw_topic", lambda: ingest.check_raw_topic(cluster, self.settings)))
+        return steps
 
     async def on_stop(self) -> None:
         self.stopping.set()

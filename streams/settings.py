@@ -83,9 +83,9 @@ class KafkaSettings:
     (checked against an existing raw topic at start-up). 1 MiB is Kafka's default; a bigger Event is cut
     to fit and marked ``truncated``."""
     startup_timeout: float = setting("KAFKA_STARTUP_TIMEOUT", "5m", v.positive_duration)
-    """How long start-up waits for a reachable broker (a line per attempt, /healthz answering) before the
-    worker exits non-zero: rides out a broker's rolling restart, and a wrong address still shows as
-    CrashLoopBackOff within minutes."""
+    """How long start-up waits for a reachable broker and its topic calls (a line per attempt, /healthz
+    answering) before the worker exits non-zero: rides out a broker's rolling restart, and a wrong
+    address still shows as CrashLoopBackOff within minutes."""
     session_timeout: float = setting("SESSION_TIMEOUT", "30s", v.positive_duration)
     """A worker silent this long leaves the consumer group. Faust's 60 s keeps a killed worker's partitions
     idle a whole minute; 30 s halves that and still rides out long GC or I/O pauses."""

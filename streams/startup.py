@@ -1,12 +1,13 @@
-"""Start-up before Faust's own: wait for a reachable Kafka, with probes answering meanwhile.
+"""Start-up before Faust's own: every Kafka call the worker makes before it runs, retried, with probes answering.
 
 Faust starts its producer first and its web server after, so against a missing or frozen broker it
 would hang with no log line and no probe. Here, before any of that, a small HTTP server in a thread
 answers ``/healthz`` (200: alive, waiting) and ``/readyz`` (503, with the last attempt's error) on the
-worker's web port, while each attempt to reach Kafka is logged (``event=kafka_unreachable``). When
-a broker answers with the cluster's metadata (brokers and a controller), the server gives the port
-back to Faust's. After ``K8SEV_KAFKA_STARTUP_TIMEOUT`` the worker exits with status 3 and one line
-(``event=startup_failed``), no traceback.
+worker's web port, while the start-up's Kafka calls run as steps (the probe: metadata with brokers
+and a controller; then the topics, the raw topic's limit), each failed attempt logged
+(``event=kafka_unreachable step=...``). When every step is done, the server gives the port back to
+Faust's. After ``K8SEV_KAFKA_STARTUP_TIMEOUT``, one limit for all the steps, the worker exits with
+status 3 and one line (``event=startup_failed``), no traceback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -71,51 +73,86 @@ class StartupServer:
         self._server.server_close()
 
 
+@dataclass(frozen=True)
+class Step:
+    """One of the Kafka calls made before the worker runs; ``run`` must be safe to repeat."""
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    #: One attempt's bound (never less than :data:`ATTEMPT_TIMEOUT`, nor more than the time left).
+    timeout: float = ATTEMPT_TIMEOUT
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message``, once (aiokafka's errors put their type in the message already), at most 200 characters."""
+    name, text = type(exc).__name__, str(exc)
+    if not text:
+        return name
+    return (text if text.startswith(name) else f"{name}: {text}")[:200]
+
+
+def attempt_bound(step: Step, left: float) -> float:
+    """Seconds for one attempt of ``step`` with ``left`` seconds to the limit: its own timeout, cut to
+    the time left, but never less than one probe's (the last attempt, at the limit, is a real one)."""
+    return min(step.timeout, max(ATTEMPT_TIMEOUT, left))
+
+
 async def wait_for_kafka(
-    probe: Callable[[], Awaitable[None]],
+    steps: Sequence[Step],
     *,
     brokers: str,
     give_up_after: float,
     server: StartupServer | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> bool:
-    """Call ``probe`` until it returns (True) or ``give_up_after`` seconds passed (False), logging each failure."""
+) -> str | None:
+    """Run ``steps`` in order, each until it returns, all within one ``give_up_after``, logging each failure.
+
+    None when every step is done; else the name of the step still failing when time ran out. A
+    failed step is retried by itself: the ones before it are done, and a broker just coming back
+    (its metadata without brokers for a moment after it answered the probe) passes a later step's
+    call in a later attempt.
+    """
     started = clock()
     backoff = Backoff(first=1.0, cap=15.0)
     attempt = 0
-    while True:
-        attempt += 1
-        try:
-            await asyncio.wait_for(probe(), ATTEMPT_TIMEOUT)
-        except Exception as exc:  # noqa: BLE001 - any failure: not reachable yet
-            waited = clock() - started
-            error = f"{type(exc).__name__}: {str(exc)[:200]}" if str(exc) else type(exc).__name__
-            if server is not None:
-                server.state = f"waiting for Kafka ({brokers}), attempt {attempt}: {error}"
-            if waited >= give_up_after:
-                return False
-            delay = min(backoff.next(), max(0.0, give_up_after - waited))
-            logs.warning(
-                log,
-                "kafka_unreachable",
-                attempt=attempt,
-                brokers=brokers,
-                error=error,
-                waited=round(waited, 1),
-                gives_up_in=round(give_up_after - waited, 1),
-                retry_in=round(delay, 1),
-            )
-            await sleep(delay)
-            continue
-        if attempt > 1:
-            logs.info(log, "kafka_reachable", attempt=attempt, brokers=brokers, waited=round(clock() - started, 1))
-        return True
+    for step in steps:
+        while True:
+            attempt += 1
+            try:
+                await asyncio.wait_for(step.run(), attempt_bound(step, give_up_after - (clock() - started)))
+                # The broker answered: a later step's failure is a moment's, retried soon.
+                backoff.reset()
+                break
+            except Exception as exc:  # noqa: BLE001 - any failure: not reachable (or not ready) yet
+                waited = clock() - started
+                error = describe(exc)
+                if server is not None:
+                    server.state = f"waiting for Kafka ({brokers}), {step.name}, attempt {attempt}: {error}"
+                if waited >= give_up_after:
+                    return step.name
+                delay = min(backoff.next(), max(0.0, give_up_after - waited))
+                logs.warning(
+                    log,
+                    "kafka_unreachable",
+                    attempt=attempt,
+                    step=step.name,
+                    brokers=brokers,
+                    error=error,
+                    waited=round(waited, 1),
+                    gives_up_in=round(give_up_after - waited, 1),
+                    retry_in=round(delay, 1),
+                )
+                await sleep(delay)
+    if attempt > len(steps):
+        logs.info(log, "kafka_reachable", attempt=attempt, brokers=brokers, waited=round(clock() - started, 1))
+    return None
 
 
-def give_up(brokers: str, timeout: float) -> None:
+def give_up(brokers: str, timeout: float, step: str) -> None:
     """Exit at once, with one line that says why (nothing has started yet that needs stopping)."""
-    logs.error(log, "startup_failed", reason="no Kafka broker reachable", brokers=brokers, waited=f"{timeout:g}s")
+    reason = "no Kafka broker reachable" if step == "probe" else "Kafka kept failing a call before the start"
+    logs.error(log, "startup_failed", reason=reason, step=step, brokers=brokers, waited=f"{timeout:g}s")
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()

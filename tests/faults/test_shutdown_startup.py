@@ -1,4 +1,4 @@
-"""Bounded shutdown with the search engine down, and start-up against a frozen broker.
+"""Bounded shutdown with the search engine down, and start-up against a frozen or stalling broker.
 
 Like the other fault tests these stop and freeze servers of the stack they run on, and start them
 again before they return: on a machine others share, run them on a stack of your own
@@ -10,6 +10,7 @@ raw topic directly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -131,6 +132,160 @@ def test_start_up_with_the_broker_frozen_waits_with_probes_answering_then_runs(
     worker.wait_ready(timeout=180)
     log = worker.log.read_text()
     assert "event=kafka_reachable" in log and "Traceback" not in log, worker.tail()
+
+
+def test_start_up_rides_out_a_broker_that_stalls_again_right_after_answering_the_probe(
+    own_stack: dict[str, str], start: Any
+) -> None:
+    """A broker just coming back may answer the probe and fail the very next call (seen: a metadata
+    answer without brokers, then ``NodeNotReadyError`` from listing the topics, exit 1). That window
+    is a few milliseconds on a quiet machine (the controller fences the resumed broker and unfences
+    it 1-12 ms later), too short to aim at; so the broker is made to fail the next call on cue: it
+    runs only while the worker is stopped, long enough to answer what the worker sent, until the
+    probe is done; then it stays frozen for the worker's next call (listing the topics)."""
+    kafka = process.read_pid("kafka")
+    assert kafka is not None
+    port = int(own_stack["DEVSTACK_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
+    broker = stack.select(["kafka"])[0]
+    assert broker.name == "kafka"
+    os.killpg(kafka, signal.SIGSTOP)
+    try:
+        worker = start(ready=False, K8SEV_KAFKA_STARTUP_TIMEOUT="3m")
+        seen: set[int] = set()
+
+        def new_call() -> int | None:
+            # A connection of the worker's to the broker, not seen before, with a request unread.
+            worker.check()
+            pending = _broker_unread(port)
+            fresh = [c for c in _worker_connections(worker.pid, port) if c not in seen and pending.get(c, 0) > 0]
+            return fresh[0] if fresh else None
+
+        probe = wait.until("the worker's probe waiting on the frozen broker", new_call, timeout=90, interval=0.02)
+        assert probe is not None
+        seen.add(probe)
+        # The first resume, the worker stopped: the broker answers what is pending and settles (a
+        # broker frozen longer than its session is fenced and unfenced within milliseconds).
+        with _worker_stopped(worker):
+            os.killpg(kafka, signal.SIGCONT)
+            try:
+                _wait_answered(worker, port, probe)
+                # Its metadata may list no brokers for a moment (the window this test is about).
+                wait.until("the resumed broker's metadata", broker.probe, timeout=30, interval=0.1, not_yet=_any)
+                wait.holds("the resumed broker's metadata lists it", broker.probe, duration=1, interval=0.1)
+            finally:
+                os.killpg(kafka, signal.SIGSTOP)
+        # Then the broker runs only while the worker is stopped: each request of the probe answered,
+        # nothing else, until the probe's connection is closed (done).
+        for _ in range(10):
+            state = wait.until(
+                "the worker's next request on the probe's connection, or the probe done",
+                lambda: _next_on(worker, port, probe),
+                timeout=10,
+                interval=0.005,
+            )
+            if state == "closed":
+                break
+            with _worker_stopped(worker):
+                os.killpg(kafka, signal.SIGCONT)
+                try:
+                    _wait_answered(worker, port, probe)
+                finally:
+                    os.killpg(kafka, signal.SIGSTOP)
+        else:
+            raise AssertionError("the probe made more than 10 requests on one connection")
+        # The probe passed; the worker's next call meets the frozen broker.
+        listing = wait.until("the worker's next call after the probe", new_call, timeout=30, interval=0.02)
+        assert listing is not None
+
+        def retried() -> list[dict[str, str]]:
+            worker.check()
+            return [e for e in worker.log_events("kafka_unreachable") if e.get("step") == "topics"]
+
+        retries = wait.until("the topic listing failed and retried", retried, timeout=60)
+        # Probes answer all through start-up, not only while the first step waits.
+        assert _status(worker, "/healthz") == 200 and _status(worker, "/readyz") == 503
+    finally:
+        os.killpg(kafka, signal.SIGCONT)
+    print(f"\nRETRIED step=topics attempt={retries[0]['attempt']} waited={retries[0]['waited']}s")
+    worker.wait_ready(timeout=180)
+    log = worker.log.read_text()
+    assert "event=kafka_reachable" in log and "Traceback" not in log, worker.tail()
+    assert worker.alive()
+
+
+@contextlib.contextmanager
+def _worker_stopped(worker: Worker) -> Iterator[None]:
+    os.killpg(worker.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.killpg(worker.pid, signal.SIGCONT)
+
+
+def _wait_answered(worker: Worker, port: int, connection: int) -> None:
+    """Until the broker read the request on ``connection`` and the (stopped) worker has its answer unread."""
+
+    def answered() -> bool:
+        return (
+            _broker_unread(port).get(connection, 0) == 0
+            and _worker_connections(worker.pid, port).get(connection, 0) > 0
+        )
+
+    wait.until(
+        f"the broker's answer on connection {connection}",
+        answered,
+        timeout=15,
+        interval=0.005,
+        detail=lambda: f"worker: {_worker_connections(worker.pid, port)}; broker unread: {_broker_unread(port)}",
+    )
+
+
+def _next_on(worker: Worker, port: int, connection: int) -> str | None:
+    worker.check()
+    # The broker's side first: a connection the worker closes shows its FIN there as one unread byte,
+    # and then no longer among the worker's.
+    unread = _broker_unread(port).get(connection, 0)
+    if connection not in _worker_connections(worker.pid, port):
+        return "closed"
+    return "request" if unread > 0 else None
+
+
+def _sockets(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def _tcp() -> Iterator[tuple[int, int, str, int, int]]:
+    """(local port, remote port, state, bytes received and unread, inode) of every loopback TCP socket."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, state, queues, inode = fields[1], fields[2], fields[3], fields[4], fields[9]
+            unread = int(queues.split(":")[1], 16)
+            yield int(local.rsplit(":", 1)[1], 16), int(remote.rsplit(":", 1)[1], 16), state, unread, int(inode)
+
+
+_ESTABLISHED, _CLOSE_WAIT = "01", "08"
+
+
+def _worker_connections(pid: int, port: int) -> dict[int, int]:
+    """The worker's open connections to the broker: {its local port: bytes of the broker's unread by it}."""
+    mine = _sockets(pid)
+    return {lp: unread for lp, rp, st, unread, inode in _tcp() if rp == port and st == _ESTABLISHED and inode in mine}
+
+
+def _broker_unread(port: int) -> dict[int, int]:
+    """The broker's side of its client connections: {client's port: bytes the broker has not read}."""
+    return {rp: unread for lp, rp, st, unread, _ in _tcp() if lp == port and st in (_ESTABLISHED, _CLOSE_WAIT)}
+
+
+def _any(_: Exception) -> bool:
+    return True
 
 
 def _status(worker: Worker, path: str) -> int:

@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 
-from streams import liveness, startup
+from streams import liveness
 from streams.health import LOOP, Health, LoopWatchdog
 
 
@@ -108,28 +108,3 @@ def test_an_agent_is_down_when_an_actor_crashed_or_ended() -> None:
     assert liveness.agent_problems(FakeAgent(FakeActor())) == []
     assert liveness.agent_problems(FakeAgent(FakeActor(crashed=True))) == ["actor crashed: RecursionError('deep')"]
     assert liveness.agent_problems(FakeAgent(FakeActor(done=True))) == ["actor ended"]
-
-
-async def test_waiting_for_kafka_logs_each_attempt_and_gives_up_in_time() -> None:
-    clock = Clock()
-    attempts: list[float] = []
-
-    async def probe() -> None:
-        attempts.append(clock.now)
-        raise ConnectionError("refused")
-
-    async def sleep(delay: float) -> None:
-        clock.now += delay
-
-    reached = await startup.wait_for_kafka(probe, brokers="b:9092", give_up_after=60, clock=clock, sleep=sleep)
-    assert reached is False
-    assert len(attempts) >= 4 and attempts[-1] - attempts[0] <= 60.5
-
-    tries = iter([ConnectionError("refused"), None])
-
-    async def comes_back() -> None:
-        failure = next(tries)
-        if failure:
-            raise failure
-
-    assert await startup.wait_for_kafka(comes_back, brokers="b", give_up_after=60, clock=clock, sleep=sleep)
