@@ -89,15 +89,19 @@ async def create_missing(cluster: Cluster, topics: Sequence[TopicSpec]) -> list[
 
 
 async def wait_in_metadata(cluster: Cluster, names: Iterable[str], *, within: float, interval: float = 0.5) -> set[str]:
-    """Poll the cluster's metadata until it has every one of ``names``, at most ``within`` seconds;
-    the names still missing then (empty: all there)."""
+    """Poll the cluster's metadata until it has every one of ``names`` with its partitions, at most
+    ``within`` seconds; the names still missing then (empty: all there).
+
+    A topic just created can be in the metadata with no partitions yet: a table whose changelog
+    Faust sees that way crashes its agent (PartitionsMismatch), so partitions are what counts.
+    """
     wanted = set(names)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     async with _client(cluster) as client:
         while True:
             await client.force_metadata_update()
-            missing = wanted - set(client.cluster.topics())
+            missing = {name for name in wanted if not client.cluster.partitions_for_topic(name)}
             if not missing or loop.time() + interval > deadline:
                 return missing
             await asyncio.sleep(interval)

@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
+from mode.utils.times import want_seconds
 
 from streams import kafka_admin, liveness, logs, startup, topics, web
 from streams.agents import counts, dedup, ingest, retention, sink
@@ -104,20 +105,27 @@ class App(faust.App):
             auth=aiokafka_driver.credentials_to_aiokafka_auth(self.conf.broker_credentials),
             request_timeout=startup.ATTEMPT_TIMEOUT,
         )
-        wanted = (kafka.raw_topic, kafka.clean_topic, kafka.dead_letter_topic)
+        config = {"max.message.bytes": str(kafka.max_request_bytes)}
+        data = [
+            kafka_admin.TopicSpec(n, kafka.topic_partitions, kafka.topic_replicas, config)
+            for n in (kafka.raw_topic, kafka.clean_topic, kafka.dead_letter_topic)
+        ]
+        specs = [*data, *self._changelog_specs()]
 
         async def create_topics() -> None:
             # Faust would create them itself, but its consumer may subscribe before the new topics
             # are in the cluster's metadata, log "Ignoring missing topic" and then never consume them
-            # while every probe says ready (faust-streaming issue 643; seen under load here).
-            config = {"max.message.bytes": str(kafka.max_request_bytes)}
-            specs = [kafka_admin.TopicSpec(n, kafka.topic_partitions, kafka.topic_replicas, config) for n in wanted]
+            # while every probe says ready (faust-streaming issue 643); and a table whose changelog
+            # it finds with no partitions yet crashes its agent with PartitionsMismatch, whose batch
+            # then waits unacknowledged while /readyz says 200 (both seen under load here).
             if created := await kafka_admin.create_missing(cluster, specs):
                 logs.info(log, "topics_created", topics=",".join(created), partitions=kafka.topic_partitions)
 
         async def topics_in_metadata() -> None:
-            if missing := await kafka_admin.wait_in_metadata(cluster, wanted, within=TOPIC_METADATA_WAIT):
-                logs.warning(log, "topics_not_in_metadata", topics=",".join(sorted(missing)))
+            names = [spec.name for spec in specs]
+            if missing := await kafka_admin.wait_in_metadata(cluster, names, within=TOPIC_METADATA_WAIT):
+                # Retried within the start-up limit: starting without them breaks the agents.
+                raise ConnectionError(f"topics not in the cluster's metadata yet: {','.join(sorted(missing))}")
 
         steps = [
             startup.Step("probe", lambda: kafka_admin.probe(cluster)),
@@ -127,6 +135,21 @@ class App(faust.App):
         if self.settings.runs_ingest:
             steps.append(startup.Step("raw_topic", lambda: ingest.check_raw_topic(cluster, self.settings)))
         return steps
+
+    def _changelog_specs(self) -> list[kafka_admin.TopicSpec]:
+        """The tables' changelog topics, as Faust itself would create them (its aiokafka transport's rules)."""
+        specs = []
+        for table in self.tables.values():
+            topic = table.changelog_topic
+            flags = ({"compact"} if topic.compacting else set()) | ({"delete"} if topic.deleting else set())
+            config = {"cleanup.policy": ",".join(sorted(flags))} if flags else {}
+            if topic.retention:
+                config["retention.ms"] = str(int(want_seconds(topic.retention) * 1000))
+            config.update({key: str(value) for key, value in (topic.config or {}).items()})
+            partitions = topic.partitions or self.conf.topic_partitions
+            replicas = topic.replicas or self.conf.topic_replication_factor
+            specs += [kafka_admin.TopicSpec(name, partitions, replicas, config) for name in topic.topics]
+        return specs
 
     async def on_stop(self) -> None:
         self.stopping.set()
