@@ -123,7 +123,11 @@ def http_urls(text: str) -> tuple[str, ...]:
 
 
 def redact(url: str) -> str:
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        # Not even a URL (an unbalanced "["): still mask whatever sits between ":" and "@".
+        return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")
     return url

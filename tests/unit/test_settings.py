@@ -208,3 +208,18 @@ def test_variables_that_are_no_setting_are_named_not_fatal() -> None:
     settings = Settings.from_env({"K8SEV_COUNT_BATCH": "1000", "K8SEV_TOPIC": "t", "K8SEV_BULK_SIZ": "5", "HOME": "/"})
     assert settings.ignored == ("K8SEV_BULK_SIZ", "K8SEV_COUNT_BATCH")
     assert Settings.from_env({"K8SEV_TOPIC": "t"}).ignored == ()
+
+
+@given(st.sampled_from(["K8SEV_ES_URL", "K8SEV_KAFKA_BROKERS"]), st.text(max_size=60))
+def test_any_url_setting_is_read_or_named_as_an_error_never_a_crash(name: str, value: str) -> None:
+    env = {"K8SEV_ES_URL": "http://127.0.0.1:9200", name: value}
+    try:
+        Settings.from_env(env)
+    except SettingsError as exc:
+        assert name in str(exc)
+
+
+def test_a_url_that_is_not_one_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({"K8SEV_ES_URL": "http://x[:9200"})
+    assert "K8SEV_ES_URL='http://x[:9200'" in str(caught.value)
