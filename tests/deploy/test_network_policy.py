@@ -194,6 +194,7 @@ def test_the_explorer_component_lets_the_ingress_controller_in_with_a_token(tmp_
             "explorer.allowAnonymous=true,explorer.auth.existingSecret=ui,explorer.auth.username=ops,explorer.auth.passwordKey=p",
             "explorer.allowAnonymous=true with explorer.auth",
         ),
+        ("extraEnv.K8SEV_EXPLORER_AUTH=none", "the chart sets K8SEV_EXPLORER_AUTH itself"),
         ("ingress.enabled=true", "name the ingress controller's pods in networkPolicy.allowedClients"),
         ("networkPolicy.egress.enabled=true", "list networkPolicy.egress.rules"),
         ("networkPolicy.allowedClients[0].podSelector.matchLabel.app=x", "matchLabel"),
