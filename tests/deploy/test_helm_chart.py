@@ -98,7 +98,21 @@ ALL_OPTIONS: dict[str, Any] = {
     "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2},
     "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
     "explorer": {
-        "auth": {"existingSecret": "explorer-auth", "tokenKey": "ui-token", "username": "ops", "passwordKey": "ui-pw"}
+        "allowAnonymous": False,
+        "auth": {"existingSecret": "explorer-auth", "tokenKey": "ui-token", "username": "ops", "passwordKey": "ui-pw"},
+    },
+    "networkPolicy": {
+        "enabled": True,
+        "allowedClients": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+        "prometheus": [
+            {
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}},
+                "podSelector": {
+                    "matchExpressions": [{"key": "app.kubernetes.io/name", "operator": "In", "values": ["prometheus"]}]
+                },
+            }
+        ],
+        "egress": {"enabled": True, "rules": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}]},
     },
     "ingress": {
         "enabled": True,
@@ -165,6 +179,7 @@ def test_the_default_rendering_holds_what_k8s_holds_but_the_namespace(rendered: 
             ("Deployment", FULLNAME),
             ("PodDisruptionBudget", FULLNAME),
             ("Service", FULLNAME),
+            ("NetworkPolicy", FULLNAME),
         ]
     )
     # The same kinds as k8s/, less the Namespace (Helm installs into one), plus the dashboard.
@@ -241,6 +256,7 @@ def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str
         "K8SEV_BULK_SIZE": "1000",
         "K8SEV_LEASE_DURATION": "20s",
         "K8SEV_EXPLORER_USERNAME": "ops",
+        "K8SEV_EXPLORER_AUTH": "token",
     }.items() <= environment.items()
     # Every *_FILE setting names a file a Secret volume puts there, under the key the values chose.
     worker = container(all_options)
@@ -280,6 +296,10 @@ def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["endpoints"] == [{"port": "web", "path": "/metrics", "interval": "15s"}]
+    policy = find(all_options, "NetworkPolicy")["spec"]
+    assert policy["ingress"][1]["from"] == ALL_OPTIONS["networkPolicy"]["allowedClients"]
+    assert policy["ingress"][2]["from"] == ALL_OPTIONS["networkPolicy"]["prometheus"]
+    assert policy["egress"][2:] == ALL_OPTIONS["networkPolicy"]["egress"]["rules"]
     ingress = find(all_options, "Ingress")
     assert ingress["spec"]["ingressClassName"] == "nginx"
     (rule,) = ingress["spec"]["rules"]
@@ -318,7 +338,10 @@ def _basic(user: str, password: str) -> str:
 
 
 def test_explorer_auth_from_a_secret_makes_the_worker_demand_it(tmp_path: Path) -> None:
-    open_page = _explorer_for(helm_template(CHART_DIR, RELEASE, NAMESPACE), tmp_path / "default")
+    default = Settings.from_env(mounted_here(helm_template(CHART_DIR, RELEASE, NAMESPACE), tmp_path / "default"))
+    assert default.explorer.mode == "kubernetes"
+    anonymous = helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=("explorer.allowAnonymous=true",))
+    open_page = _explorer_for(anonymous, tmp_path / "anonymous")
     assert open_page.authorized(None)
 
     token = ("explorer.auth.existingSecret=ui", "explorer.auth.tokenKey=token")
@@ -452,6 +475,7 @@ def security_view(objects: list[dict[str, Any]]) -> dict[str, Any]:
 
     service = find(objects, "Service")
     budget = find(objects, "PodDisruptionBudget")
+    policy = find(objects, "NetworkPolicy")["spec"]
     return {
         "cluster role rules": _sorted_rules(cluster_role["rules"]),
         "role rules": _sorted_rules(role["rules"]),
@@ -481,6 +505,8 @@ def security_view(objects: list[dict[str, Any]]) -> dict[str, Any]:
         "service selects the pods": selects(service["spec"]["selector"]),
         "budget": budget["spec"]["maxUnavailable"],
         "budget selects the pods": selects(budget["spec"]["selector"]["matchLabels"]),
+        "network policy selects the pods": selects(policy["podSelector"]["matchLabels"]),
+        "network policy": {k: v for k, v in policy.items() if k != "podSelector"},
     }
 
 
@@ -498,7 +524,7 @@ def test_helm_and_kustomize_scrape_the_same_endpoint() -> None:
 
 
 def test_helm_and_kustomize_route_the_same_explorer_path() -> None:
-    objects = helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=("ingress.enabled=true",))
+    objects = helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=("ingress.enabled=true", "networkPolicy.enabled=false"))
     ((chart,),) = [rule["http"]["paths"] for rule in find(objects, "Ingress")["spec"]["rules"]]
     ((component,),) = [
         rule["http"]["paths"]
@@ -521,9 +547,14 @@ def test_the_security_comparison_sees_a_difference(rendered: list[dict[str, Any]
     loosened = copy.deepcopy(rendered)
     container(loosened)["securityContext"]["readOnlyRootFilesystem"] = False
     find(loosened, "ClusterRole")["rules"][0]["verbs"].append("create")
+    find(loosened, "NetworkPolicy")["spec"]["ingress"][0]["from"] = [{"namespaceSelector": {}}]
     view = security_view(loosened)
     ours = security_view(kustomize_build(K8S_DIR))
-    assert {k for k in view if view[k] != ours[k]} == {"container securityContext", "cluster role rules"}
+    assert {k for k in view if view[k] != ours[k]} == {
+        "container securityContext",
+        "cluster role rules",
+        "network policy",
+    }
 
 
 # --- the chart's README and docs/deploy.md -------------------------------------------------------
@@ -647,7 +678,7 @@ def test_helm_install_gives_the_least_privilege_and_restricted_pods(
 
 
 @pytest.mark.stack
-def test_the_notes_warn_of_an_ingress_without_explorer_auth(stack: dict[str, str]) -> None:
+def test_the_notes_warn_of_an_anonymous_explorer(stack: dict[str, str]) -> None:
     def notes(*sets: str) -> str:
         # A client-side dry run prints the notes; it asks the API server only for its version.
         args = [f"--set={item}" for item in sets]
@@ -663,9 +694,13 @@ def test_the_notes_warn_of_an_ingress_without_explorer_auth(stack: dict[str, str
         )
         return out.partition("NOTES:")[2]
 
-    assert "port-forward" in notes() and "WARNING" not in notes()
-    assert "WARNING: the Ingress exposes the explorer (/ui) to anyone" in notes("ingress.enabled=true")
-    protected = ("ingress.enabled=true", "explorer.auth.existingSecret=ui", "explorer.auth.tokenKey=token")
+    # Kubernetes auth by default, behind an Ingress too: no warning (tests/deploy/test_network_policy.py
+    # renders every case of the notes without an API server).
+    ingress = ("ingress.enabled=true", "networkPolicy.allowedClients[0].ipBlock.cidr=10.0.0.0/8")
+    assert "port-forward" in notes() and "WARNING" not in notes() and "WARNING" not in notes(*ingress)
+    exposed = notes(*ingress, "explorer.allowAnonymous=true")
+    assert "WARNING: explorer.allowAnonymous=true" in exposed and "The Ingress exposes the explorer (/ui)" in exposed
+    protected = (*ingress, "explorer.auth.existingSecret=ui", "explorer.auth.tokenKey=token")
     assert "WARNING" not in notes(*protected)
 
 

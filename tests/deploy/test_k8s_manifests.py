@@ -82,6 +82,7 @@ def test_the_kustomization_renders_the_expected_objects(objects: list[dict[str, 
             ("Deployment", "k8s-event-streams"),
             ("PodDisruptionBudget", "k8s-event-streams"),
             ("Service", "k8s-event-streams"),
+            ("NetworkPolicy", "k8s-event-streams"),
         ]
     )
     for obj in objects:
