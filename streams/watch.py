@@ -260,15 +260,7 @@ class Watcher:
         """The resourceVersion of an event of the scope newer than ``resource_version``, if any (a paged LIST)."""
         token: str | None = None
         while True:
-            response = self._open(
-                functools.partial(
-                    self._api.list_events, self._namespace, limit=self._settings.page_size, continue_token=token
-                )
-            )
-            try:
-                body = response.json()
-            finally:
-                self._done(response)
+            body = self._page(token)
             self._check_stop()
             for item in body.get("items") or ():
                 found = _rv(item)
@@ -277,6 +269,17 @@ class Watcher:
             token = (body.get("metadata") or {}).get("continue") or None
             if not token:
                 return None
+
+    def _page(self, token: str | None) -> dict[str, Any]:
+        """One page of a LIST of the scope, read whole; the request is closable by :meth:`stop` meanwhile."""
+        page = functools.partial(
+            self._api.list_events, self._namespace, limit=self._settings.page_size, continue_token=token
+        )
+        response = self._open(page)
+        try:
+            return response.json()
+        finally:
+            self._done(response)
 
     def _open(self, call: Callable[[], Response]) -> Response:
         """Run ``call`` and keep its response where :meth:`stop` can close it."""
@@ -305,15 +308,7 @@ class Watcher:
         total = 0
         while True:
             try:
-                response = self._open(
-                    functools.partial(
-                        self._api.list_events, self._namespace, limit=self._settings.page_size, continue_token=token
-                    )
-                )
-                try:
-                    body = response.json()
-                finally:
-                    self._done(response)
+                body = self._page(token)
             except ApiError as exc:
                 if exc.status == HTTP_GONE and token:
                     # The continue token expired mid-list: start the LIST over.

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.kube import ApiError, Disconnected
+from streams.leader import Checkpoint
 from streams.watch import Tagged, WatchStopped
 
 Step = dict[str, Any] | Exception | Callable[[], Any]
@@ -146,6 +147,34 @@ class FakeKube:
         if annotations is not None:
             meta["annotations"] = annotations
         self._store({"metadata": meta, "spec": spec})
+
+
+class FakeThread:
+    """A spawned thread that never runs: the test plays it."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name
+        self.alive = True
+
+    def join(self, timeout: float | None = None) -> None:
+        self.alive = False
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+
+class FakeElector:
+    """An elector whose messages the test posts itself; remembers the final checkpoint it was stopped with."""
+
+    def __init__(self) -> None:
+        self.final: Checkpoint | None = None
+        self.stopped = False
+
+    def run(self) -> None:
+        raise AssertionError("spawned threads are not run in these tests")
+
+    def stop(self, final: Checkpoint | None = None) -> None:
+        self.final, self.stopped = final, True
 
 
 class Collect:

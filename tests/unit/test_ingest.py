@@ -20,7 +20,7 @@ from streams.health import LIVENESS, READINESS
 from streams.ingest import AckTracker, IngestController, SendFailed
 from streams.leader import Checkpoint, LeaseHealth, Started, Stopped
 from streams.watch import WatchItem, WatchSettings
-from tests.unit.kube_fakes import FakeClock, FakeKube, event
+from tests.unit.kube_fakes import FakeClock, FakeElector, FakeKube, FakeThread, event
 
 
 async def test_checkpoint_waits_for_the_oldest_unacknowledged_send() -> None:
@@ -73,30 +73,6 @@ def test_checkpoint_annotation_round_trips(scopes: dict[str, str]) -> None:
 @pytest.mark.parametrize("text", [None, "", "not json", "[1]", '{"*": "x"}'])
 def test_unreadable_checkpoints_mean_start_with_a_list(text: str | None) -> None:
     assert Checkpoint.decode(text).get("*") is None
-
-
-class FakeThread:
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.alive = True
-
-    def join(self, timeout: float | None = None) -> None:
-        self.alive = False
-
-    def is_alive(self) -> bool:
-        return self.alive
-
-
-class FakeElector:
-    def __init__(self) -> None:
-        self.final: Checkpoint | None = None
-        self.stopped = False
-
-    def run(self) -> None:
-        raise AssertionError("spawned threads are not run in these tests")
-
-    def stop(self, final: Checkpoint | None = None) -> None:
-        self.final, self.stopped = final, True
 
 
 class Harness:

@@ -28,32 +28,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from streams.ingest import IngestController
 from streams.leader import Checkpoint, Started, Stopped
 from streams.watch import Watcher, WatchItem, WatchSettings
-from tests.unit.kube_fakes import FakeClock, FakeKube, event
+from tests.unit.kube_fakes import FakeClock, FakeElector, FakeKube, FakeThread, event
 
 SCOPE = "*"
 UIDS = ("a", "b", "c", "filtered")
-
-
-class _Thread:
-    def __init__(self) -> None:
-        self.alive = True
-
-    def join(self, timeout: float | None = None) -> None:
-        self.alive = False
-
-    def is_alive(self) -> bool:
-        return self.alive
-
-
-class _Elector:
-    def __init__(self) -> None:
-        self.final: Checkpoint | None = None
-
-    def run(self) -> None:  # never spawned for real
-        raise AssertionError
-
-    def stop(self, final: Checkpoint | None = None) -> None:
-        self.final = final
 
 
 class _ModelWatch:
@@ -99,19 +77,19 @@ class IngestInvariant(RuleBasedStateMachine):
             keep=lambda e: "reason" if e["metadata"]["uid"] == "filtered" else None,
             spawn=self._spawn,
         )
-        self.elector = _Elector()
+        self.elector = FakeElector()
         self.controller.elect(self.elector)
         self.task = self.loop.create_task(self.controller.run())
         self.leading = False
         self.watches = []
         self._run()
 
-    def _spawn(self, name: str, target: Callable[[], None]) -> _Thread:
+    def _spawn(self, name: str, target: Callable[[], None]) -> FakeThread:
         owner = getattr(target, "__self__", None)
         if isinstance(owner, Watcher):
             self._check_resume(owner)
             self.watches.append(_ModelWatch(owner))
-        return _Thread()
+        return FakeThread(name)
 
     async def _publish(self, e: dict[str, Any]) -> asyncio.Future[Any]:
         if self.refuse_next:
