@@ -104,6 +104,11 @@ ALL_OPTIONS: dict[str, Any] = {
         "path": "/ui",
         "tls": [{"secretName": "events-tls", "hosts": ["events.example.com"]}],
     },
+    "prometheusRule": {
+        "enabled": True,
+        "labels": {"release": "prometheus"},
+        "runbookBaseUrl": "https://git.example.com/ops/k8s-event-streams/-/blob/main/docs/runbooks.md",
+    },
     "grafanaDashboard": {"enabled": True, "labels": {"grafana_dashboard": "1"}},
 }
 
@@ -281,6 +286,10 @@ def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str
     assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": "web"}}
     assert service["spec"]["ports"] == [{"name": "web", "port": 8080, "targetPort": "web", "protocol": "TCP"}]
     assert ingress["spec"]["tls"] == ALL_OPTIONS["ingress"]["tls"]
+    rules = find(all_options, "PrometheusRule")
+    assert rules["metadata"]["labels"]["release"] == "prometheus"
+    first = rules["spec"]["groups"][0]["rules"][0]["annotations"]["runbook_url"]
+    assert first.startswith(ALL_OPTIONS["prometheusRule"]["runbookBaseUrl"] + "#")
 
 
 def test_an_api_key_from_a_secret_is_a_file_for_the_worker() -> None:

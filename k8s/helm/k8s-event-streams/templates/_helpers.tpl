@@ -72,3 +72,6 @@ items:
 {{- end }}
 {{- end -}}
 {{- end -}}
+
+{{/* The runbook base of rules/k8s-event-streams.rules.yaml, which prometheusRule.runbookBaseUrl replaces. */}}
+{{- define "k8sev.runbookBase" -}}https://k8s-event-streams.example/docs/runbooks.md{{- end -}}
