@@ -206,6 +206,12 @@ INGEST_STALE_DROPPED = Counter(
     "Watch items of a stopped leadership term (or a restarted watch) dropped unpublished",
     registry=REGISTRY,
 )
+CONSUMER_LAG = Gauge(
+    "k8sev_consumer_lag_records",
+    "Records of the topic that the stage has not finished and committed, on the partitions this worker owns",
+    ["topic", "stage"],
+    registry=REGISTRY,
+)
 EVENTS_TRUNCATED = Counter(
     "k8sev_events_truncated_total",
     "Events cut to fit the producer's record limit (marked `truncated` in the document)",
