@@ -94,6 +94,8 @@ def test_the_promised_alerts_are_there() -> None:
         "K8sEventStreamsDeadLetters",
         "K8sEventStreamsAgentCrashLooping",
         "K8sEventStreamsNotReady",
+        "K8sEventStreamsConsumerLagHigh",
+        "K8sEventStreamsConsumerLagGrowing",
     ):
         assert promised in names
 
