@@ -1,8 +1,9 @@
-"""Command-line tools the tests run, built from the Go module proxy like the servers: Helm and kustomize.
+"""Command-line tools the tests run, built from the Go module proxy like the servers: Helm, kustomize
+and Prometheus's promtool.
 
 They are not servers (nothing to start), so ``python -m devstack provision`` builds them after the
-servers (``provision tools`` builds only them) and :func:`helm`/:func:`kustomize` return the cached
-binary, or raise :class:`StackError` naming the command that builds it.
+servers (``provision tools`` builds only them) and :func:`helm`/:func:`kustomize`/:func:`promtool`
+return the cached binary, or raise :class:`StackError` naming the command that builds it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,14 @@ log = logging.getLogger("devstack")
 HELM_VERSION = "v3.22.0"
 #: v5.8.3 asks for Go 1.27; v5.8.2 is the newest that builds with Go 1.26.
 KUSTOMIZE_VERSION = "v5.8.2"
+#: Prometheus publishes release 3.<minor>.<patch> as the Go module version v0.3<minor>.<patch>.
+PROMETHEUS_VERSION = "v0.316.0"
+
+
+def prometheus_release(module_version: str) -> str:
+    """The Prometheus release a module version is (v0.316.0 -> 3.16.0), as promtool --version says it."""
+    minor, patch = module_version.removeprefix("v0.").split(".")[:2]
+    return f"{int(minor) // 100}.{int(minor) % 100}.{patch}"
 
 
 def _helm_ldflags() -> str:
@@ -47,7 +56,23 @@ KUSTOMIZE = GoTool(
     {"kustomize": "sigs.k8s.io/kustomize/kustomize/v5"},
     lambda: f"-s -w -X sigs.k8s.io/kustomize/api/provenance.version=kustomize/{KUSTOMIZE_VERSION}",
 )
-TOOLS = (HELM, KUSTOMIZE)
+
+
+def _promtool_ldflags() -> str:
+    # What Prometheus's release build stamps (.promu.yml), so `promtool --version` names the release.
+    release = prometheus_release(PROMETHEUS_VERSION)
+    stamp = "-X github.com/prometheus/common/version"
+    return f"-s -w {stamp}.Version={release} {stamp}.Branch=HEAD"
+
+
+PROMTOOL = GoTool(
+    "promtool",
+    "github.com/prometheus/prometheus",
+    PROMETHEUS_VERSION,
+    {"promtool": "github.com/prometheus/prometheus/cmd/promtool"},
+    _promtool_ldflags,
+)
+TOOLS = (HELM, KUSTOMIZE, PROMTOOL)
 
 
 def provision() -> None:
@@ -64,6 +89,10 @@ def helm() -> Path:
 
 def kustomize() -> Path:
     return _binary(KUSTOMIZE)
+
+
+def promtool() -> Path:
+    return _binary(PROMTOOL)
 
 
 def _binary(tool: GoTool) -> Path:

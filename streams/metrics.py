@@ -7,10 +7,16 @@ with ten thousand namespaces cannot blow up the scrape.
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from streams.health import READINESS
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 MAX_NAMESPACE_LABELS = 50
@@ -205,6 +211,12 @@ INGEST_STALE_DROPPED = Counter(
     "Watch items of a stopped leadership term (or a restarted watch) dropped unpublished",
     registry=REGISTRY,
 )
+CONSUMER_LAG = Gauge(
+    "k8sev_consumer_lag_records",
+    "Records of the topic that the stage has not finished and committed, on the partitions this worker owns",
+    ["topic", "stage"],
+    registry=REGISTRY,
+)
 EVENTS_TRUNCATED = Counter(
     "k8sev_events_truncated_total",
     "Events cut to fit the producer's record limit (marked `truncated` in the document)",
@@ -215,3 +227,39 @@ EVENTS_UNPUBLISHABLE = Counter(
     "Events that could not be encoded or cut to fit, skipped (logged with their uid)",
     registry=REGISTRY,
 )
+
+
+#: A check named ``watch[<scope>]`` is one per watched namespace: one label value for them all.
+_CHECK_FAMILY = re.compile(r"\[.*\]$")
+
+
+class ReadinessCollector(Collector):
+    """``k8sev_ready`` and ``k8sev_readiness_check_ok{check}``, read from /readyz's checks at scrape time.
+
+    A gauge set by each part would repeat what the health registry already holds and could disagree
+    with /readyz; reading the report costs one pass over a dozen checks per scrape.
+    """
+
+    def __init__(self, report: Callable[[], tuple[bool, Mapping[str, Mapping[str, object]]]]) -> None:
+        self._report = report
+
+    def collect(self) -> Iterator[Metric]:
+        ready, checks = self._report()
+        yield GaugeMetricFamily("k8sev_ready", "1 while /readyz answers 200 (every readiness check passes)", ready)
+        by_family: dict[str, bool] = {}
+        for name, check in checks.items():
+            family = _CHECK_FAMILY.sub("", name)
+            by_family[family] = by_family.get(family, True) and bool(check["ok"])
+        family_metric = GaugeMetricFamily(
+            "k8sev_readiness_check_ok",
+            "1 while this readiness check of /readyz passes (watch: every watched scope streams)",
+            labels=["check"],
+        )
+        for family, ok in sorted(by_family.items()):
+            family_metric.add_metric([family], 1 if ok else 0)
+        yield family_metric
+
+
+REGISTRY.register(ReadinessCollector(READINESS.report))
+# k8sev_process_start_time_seconds (a restart moves it), CPU, memory and open files of the worker.
+ProcessCollector(namespace="k8sev", registry=REGISTRY)

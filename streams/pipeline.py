@@ -24,7 +24,7 @@ from faust.transport.drivers import aiokafka as aiokafka_driver
 from mode.utils.times import want_seconds
 
 from streams import kafka_admin, liveness, logs, startup, topics, web
-from streams.agents import counts, dedup, ingest, retention, sink
+from streams.agents import counts, dedup, ingest, lag, retention, sink
 from streams.explorer import web as explorer
 from streams.settings import Settings, SettingsError
 from streams.tables import counts as count_tables
@@ -278,6 +278,7 @@ def create_app(settings: Settings) -> App:
         dedup.install(app, settings, declared, dedup_tables.declare(app, settings), counts.Counter(counted))
         sink.install(app, settings, declared, app.stopping)
         retention.install(app, settings)
+        lag.install(app, settings)
     web.install(app, settings, declared, counted)
     explorer.install(app, settings)
 

@@ -66,6 +66,7 @@ def test_the_promised_panels_are_there() -> None:
         "k8sev_watch_restarts_total",
         "k8sev_ingest_lag_seconds_bucket",
         "k8sev_bulk_request_duration_seconds_bucket",
+        "k8sev_consumer_lag_records",
     ):
         assert name in text, name
     assert "histogram_quantile(0.99, sum by (le) (rate(k8sev_ingest_lag_seconds_bucket" in text

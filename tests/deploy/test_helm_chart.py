@@ -12,6 +12,7 @@ import contextlib
 import copy
 import importlib.util
 import json
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
@@ -46,6 +48,8 @@ RELEASE = "events"
 FULLNAME = f"{RELEASE}-k8s-event-streams"
 
 ALL_OPTIONS: dict[str, Any] = {
+    # What a parent chart passes down to every subchart.
+    "global": {"imageRegistry": "registry.example.com"},
     "image": {"repository": "registry.example.com/k8s-event-streams", "tag": "9.9.9", "pullPolicy": "Always"},
     "imagePullSecrets": [{"name": "regcred"}],
     "replicas": 3,
@@ -94,6 +98,34 @@ ALL_OPTIONS: dict[str, Any] = {
     "nodeSelector": {"pool": "infra"},
     "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "infra", "effect": "NoSchedule"}],
     "podAnnotations": {"example.com/team": "platform"},
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["infra"]}]}]
+            }
+        }
+    },
+    "topologySpreadConstraints": [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "k8s-event-streams"}},
+        }
+    ],
+    "priorityClassName": "infra-critical",
+    "podLabels": {"example.com/team": "platform"},
+    "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/k8sev"}},
+    "podSecurityContext": {"runAsNonRoot": True, "runAsUser": 2000, "runAsGroup": 2000, "fsGroup": 2000},
+    "securityContext": {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    },
+    "extraVolumes": [{"name": "extra-ca", "configMap": {"name": "corporate-ca"}}],
+    "extraVolumeMounts": [{"name": "extra-ca", "mountPath": "/etc/ssl/corporate", "readOnly": True}],
     "service": {"port": 8080},
     "podDisruptionBudget": {"enabled": True, "maxUnavailable": 2},
     "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}},
@@ -121,6 +153,11 @@ ALL_OPTIONS: dict[str, Any] = {
         "host": "events.example.com",
         "path": "/ui",
         "tls": [{"secretName": "events-tls", "hosts": ["events.example.com"]}],
+    },
+    "prometheusRule": {
+        "enabled": True,
+        "labels": {"release": "prometheus"},
+        "runbookBaseUrl": "https://git.example.com/ops/k8s-event-streams/-/blob/main/docs/runbooks.md",
     },
     "grafanaDashboard": {"enabled": True, "labels": {"grafana_dashboard": "1"}},
 }
@@ -158,6 +195,85 @@ def k8sev_names(objects: list[dict[str, Any]]) -> set[str]:
 
 
 # --- helm lint and helm template -----------------------------------------------------------------
+
+
+#: Values the chart gained after 0.1.0.
+ADDED_AFTER_0_1_0 = (
+    "global",
+    "affinity",
+    "topologySpreadConstraints",
+    "priorityClassName",
+    "podLabels",
+    "serviceAccount",
+    "podSecurityContext",
+    "securityContext",
+    "persistence",
+    "extraVolumes",
+    "extraVolumeMounts",
+    "prometheusRule",
+)
+
+
+def test_an_upgrade_with_reuse_values_from_0_1_0_renders_the_same_objects(
+    tmp_path: Path, rendered: list[dict[str, Any]]
+) -> None:
+    """``helm upgrade --reuse-values`` renders the new templates with the old release's values in
+    place of the new chart's defaults: every value added since must fall back to what 0.1.0 did."""
+    chart = tmp_path / "chart"
+    shutil.copytree(CHART_DIR, chart)
+    values = load_yaml(CHART_DIR / "values.yaml")
+    for key in ADDED_AFTER_0_1_0:
+        del values[key]
+    (chart / "values.yaml").write_text(yaml.safe_dump(values))
+    old = helm_template(chart, RELEASE, NAMESPACE)
+    assert [(o["kind"], o["metadata"]["name"]) for o in old] == [(o["kind"], o["metadata"]["name"]) for o in rendered]
+    assert find(old, "Deployment")["spec"] == find(rendered, "Deployment")["spec"]
+    assert find(old, "ServiceAccount") == find(rendered, "ServiceAccount")
+
+
+def test_the_fallbacks_of_the_templates_are_the_defaults_of_the_values() -> None:
+    values = load_yaml(CHART_DIR / "values.yaml")
+    helpers = (CHART_DIR / "templates" / "_helpers.tpl").read_text()
+    for name in ("podSecurityContext", "securityContext"):
+        body = helpers.split(f'{{{{- define "k8sev.{name}" -}}}}', 1)[1].split("{{- end -}}", 1)[0]
+        assert yaml.safe_load(body) == values[name], name
+    assert values["persistence"]["type"] == "emptyDir" and values["persistence"]["size"] == "1Gi"
+
+
+def volume(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    pod = find(objects, "Deployment")["spec"]["template"]["spec"]
+    (found,) = [v for v in pod["volumes"] if v["name"] == name]
+    return dict(found)
+
+
+def test_the_data_directory_is_an_emptydir_of_the_given_size_or_a_claim_per_pod() -> None:
+    assert volume(helm_template(CHART_DIR, RELEASE, NAMESPACE), "data") == {
+        "name": "data",
+        "emptyDir": {"sizeLimit": "1Gi"},
+    }
+    bigger = helm_template(CHART_DIR, RELEASE, NAMESPACE, set_strings=("persistence.size=8Gi",))
+    assert volume(bigger, "data")["emptyDir"] == {"sizeLimit": "8Gi"}
+    sets = ("persistence.type=ephemeral", "persistence.size=20Gi", "persistence.storageClassName=fast")
+    claim = volume(helm_template(CHART_DIR, RELEASE, NAMESPACE, set_strings=sets), "data")["ephemeral"]
+    spec = claim["volumeClaimTemplate"]["spec"]
+    assert spec == {
+        "accessModes": ["ReadWriteOnce"],
+        "storageClassName": "fast",
+        "resources": {"requests": {"storage": "20Gi"}},
+    }
+    with pytest.raises(ToolError, match="persistence"):
+        helm_template(CHART_DIR, RELEASE, NAMESPACE, set_strings=("persistence.type=hostPath",))
+
+
+def test_the_default_affinity_spreads_the_workers_and_openshift_can_drop_the_fixed_ids() -> None:
+    pod = find(helm_template(CHART_DIR, RELEASE, NAMESPACE), "Deployment")["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    assert pod["securityContext"]["runAsUser"] == 10001 and "priorityClassName" not in pod
+    # OpenShift's restricted SCC assigns the UID and group from the namespace's range.
+    sets = tuple(f"podSecurityContext.{key}=null" for key in ("runAsUser", "runAsGroup", "fsGroup"))
+    pod = find(helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=sets), "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def test_helm_lint_strict_passes_with_default_and_all_options(tmp_path: Path) -> None:
@@ -309,6 +425,23 @@ def test_all_options_reach_the_worker_and_the_cluster(all_options: list[dict[str
     assert path["backend"]["service"] == {"name": service["metadata"]["name"], "port": {"name": "web"}}
     assert service["spec"]["ports"] == [{"name": "web", "port": 8080, "targetPort": "web", "protocol": "TCP"}]
     assert ingress["spec"]["tls"] == ALL_OPTIONS["ingress"]["tls"]
+    assert pod["affinity"] == ALL_OPTIONS["affinity"]
+    assert pod["topologySpreadConstraints"] == ALL_OPTIONS["topologySpreadConstraints"]
+    assert pod["priorityClassName"] == "infra-critical"
+    # Merged over the defaults: what is not overridden stays.
+    assert pod["securityContext"] == {**ALL_OPTIONS["podSecurityContext"], "seccompProfile": {"type": "RuntimeDefault"}}
+    assert worker["securityContext"] == ALL_OPTIONS["securityContext"]
+    assert {"name": "extra-ca", "configMap": {"name": "corporate-ca"}} in pod["volumes"]
+    assert ALL_OPTIONS["extraVolumeMounts"][0] in worker["volumeMounts"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["example.com/team"] == "platform"
+    assert "example.com/team" not in deployment["spec"]["selector"]["matchLabels"]
+    account = find(all_options, "ServiceAccount")
+    assert account["metadata"]["annotations"] == ALL_OPTIONS["serviceAccount"]["annotations"]
+    rules = find(all_options, "PrometheusRule")
+    assert rules["metadata"]["labels"]["release"] == "prometheus"
+    first = rules["spec"]["groups"][0]["rules"][0]["annotations"]["runbook_url"]
+    assert first.startswith(ALL_OPTIONS["prometheusRule"]["runbookBaseUrl"] + "#")
 
 
 def test_an_api_key_from_a_secret_is_a_file_for_the_worker() -> None:
@@ -408,6 +541,7 @@ def test_a_misspelt_value_fails_template_and_lint(setting: str) -> None:
         ("explorer.auth.tokenKey=token", "explorer.auth.existingSecret"),
         ("explorer.auth.existingSecret=s,explorer.auth.passwordKey=pw", "explorer.auth.username and"),
         ("explorer.auth.existingSecret=s,explorer.auth.tokenKey=t,explorer.auth.username=u", "passwordKey go together"),
+        ("podLabels.app\\.kubernetes\\.io/instance=x", "podLabels.app.kubernetes.io/instance: the chart sets"),
     ],
 )
 def test_inconsistent_values_fail_with_the_key_named(setting: str, message: str) -> None:

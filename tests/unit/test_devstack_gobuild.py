@@ -48,6 +48,17 @@ def test_helm_is_stamped_with_its_version_and_the_kubernetes_minor_of_its_client
     assert "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1" in flags
 
 
+def test_promtool_is_built_from_the_prometheus_module_and_stamped_with_its_release() -> None:
+    assert tools.prometheus_release("v0.316.0") == "3.16.0"
+    assert tools.prometheus_release("v0.305.2") == "3.5.2"
+    gomod = gobuild.helper_gomod(tools.PROMTOOL, "module github.com/prometheus/prometheus\n\ngo 1.26.7\n")
+    assert f"require github.com/prometheus/prometheus {tools.PROMETHEUS_VERSION}" in gomod
+    assert "tool github.com/prometheus/prometheus/cmd/promtool" in gomod
+    assert gobuild.exe_name("github.com/prometheus/prometheus/cmd/promtool") == "promtool"
+    release = tools.prometheus_release(tools.PROMETHEUS_VERSION)
+    assert f"-X github.com/prometheus/common/version.Version={release}" in tools.PROMTOOL.ldflags()
+
+
 def test_an_unbuilt_tool_is_an_error_that_says_how_to_build_it() -> None:
     with pytest.raises(
         StackError, match=r"helm: .*helm-v3\.22\.0/helm is not built; run `python -m devstack provision"
@@ -55,6 +66,8 @@ def test_an_unbuilt_tool_is_an_error_that_says_how_to_build_it() -> None:
         tools.helm()
     with pytest.raises(StackError, match=r"kustomize: .* is not built"):
         tools.kustomize()
+    with pytest.raises(StackError, match=r"promtool: .*promtool-v0\.\d+\.\d+/promtool is not built"):
+        tools.promtool()
 
 
 def test_provision_tools_builds_only_the_tools(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +76,7 @@ def test_provision_tools_builds_only_the_tools(cache: Path, monkeypatch: pytest.
     monkeypatch.setattr(gobuild, "build", lambda server, tool: built.append(tool.name))
     monkeypatch.setattr(stack, "provision", provisioned.append)
     assert cli.main(["provision", "tools"]) == 0
-    assert built == ["helm", "kustomize"] and provisioned == []
+    assert built == ["helm", "kustomize", "promtool"] and provisioned == []
     built.clear()
     assert cli.main(["provision", "kafka"]) == 0
     assert built == [] and len(provisioned) == 1

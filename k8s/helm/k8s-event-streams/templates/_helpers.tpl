@@ -72,3 +72,25 @@ items:
 {{- end }}
 {{- end -}}
 {{- end -}}
+
+{{/* The runbook base of rules/k8s-event-streams.rules.yaml, which prometheusRule.runbookBaseUrl replaces. */}}
+{{- define "k8sev.runbookBase" -}}https://k8s-event-streams.example/docs/runbooks.md{{- end -}}
+
+{{/* The security contexts 0.1.0 rendered, for a release whose values predate podSecurityContext and
+     securityContext (values.yaml holds the same defaults; a test checks they agree). */}}
+{{- define "k8sev.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "k8sev.securityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+runAsNonRoot: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
