@@ -130,20 +130,31 @@ class KubernetesApi:
         # The API server answers with metadata only when asked for it by media type; no fallback to
         # whole objects, so a server that cannot do it says 406 instead of sending bodies.
         headers = {"Accept": f"application/json;as={as_kind};g=meta.k8s.io;v=v1"}
-        return _Response(
-            _translated(
-                lambda: self._api.call_api(
-                    path,
-                    "GET",
-                    query_params=query,
-                    header_params=headers,
-                    auth_settings=["BearerToken"],
-                    _return_http_data_only=True,
-                    _preload_content=False,
-                    _request_timeout=timeout,
-                )
+        return _Response(_translated(lambda: self._get_raw(path, query, headers, timeout)))
+
+    def _get_raw(
+        self, path: str, query: list[tuple[str, Any]], headers: dict[str, str], timeout: tuple[float, float]
+    ) -> Any:
+        """GET ``path`` unparsed (the urllib3 response), on the ApiClient of either generator generation."""
+        if not hasattr(self._api, "param_serialize"):  # the older generated client (kubernetes < 35)
+            return self._api.call_api(
+                path,
+                "GET",
+                query_params=query,
+                header_params=headers,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=timeout,
             )
+        request = self._api.param_serialize(
+            "GET", path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
         )
+        response = self._api.call_api(*request, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
 
     def list_metadata(self, path: str, *, limit: int, continue_token: str | None) -> _Response:
         query: list[tuple[str, Any]] = [("limit", limit)]
