@@ -24,15 +24,17 @@ def test_flags_become_explorer_parameters() -> None:
     got = params("-n", "demo", "--for", "deploy/web", "--types", "Warning", "--reason", "BackOff", "--since", "7d")
     assert got == {
         "namespace": "demo",
-        "kind": "Deployment",
-        "name": "web",
+        "owner": "Deployment/web",
         "type": "Warning",
         "reason": "BackOff",
         "range": "7d",
     }
     assert "namespace" not in params("-A")
     assert params("--from", "2026-03-01T03:00:00Z") == {"from": "2026-03-01T03:00:00Z", "namespace": "default"}
-    assert params("--for", "Widget/w1")["kind"] == "Widget"
+    assert params("--for", "Widget/w1")["owner"] == "Widget/w1"
+    assert params("-l", "app=web,tier!=db")["labels"] == "app=web,tier!=db"
+    with pytest.raises(command.UsageError, match="labels"):
+        params("-l", "app=(web")
 
 
 @pytest.mark.parametrize(
