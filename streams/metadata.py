@@ -649,7 +649,10 @@ class Enrichment:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            self.take()
+            try:
+                self.take()
+            except Exception as exc:  # noqa: BLE001 - one bad item must not end enrichment for good
+                logs.error(log, "enrich_apply_failed", exc_info=True, error=repr(exc)[:300])
 
     async def stop(self, deadline: float) -> None:
         self.stopping = True
