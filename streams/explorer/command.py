@@ -154,8 +154,12 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
         params["namespace"] = args.namespace or current_namespace(env)
     if args.for_object:
         target = for_object(args.for_object)
-        # The object and what it owns (recorded owner chains carry kinds, not groups).
-        params["owner"] = f"{target['kind']}/{target['name']}"
+        if "group" in target:
+            # Owner chains record kinds, not groups: a kind of another group is that one object only.
+            params.update(target)
+        else:
+            # The object and what it owns, by the recorded owner chain.
+            params["owner"] = f"{target['kind']}/{target['name']}"
     if args.selector:
         params["labels"] = args.selector
     for flag, key in ((args.types, "type"), (args.reason, "reason"), (args.cluster, "cluster")):

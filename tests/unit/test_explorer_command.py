@@ -57,7 +57,13 @@ def test_flags_become_explorer_parameters() -> None:
 )
 def test_for_takes_kubectl_events_resource_forms(flag: str, want: dict[str, str]) -> None:
     got = params("--for", flag)
-    assert {k: v for k, v in got.items() if k in ("kind", "name", "group")} == want
+    assert command.for_object(flag) == want
+    if "group" in want:
+        # A kind of another group than the built-in's: that object's events only.
+        assert {k: v for k, v in got.items() if k in ("kind", "name", "group")} == want
+    else:
+        # The object and what it owns, through the recorded owner chain.
+        assert got["owner"] == f"{want['kind']}/{want['name']}" and "kind" not in got
 
 
 def test_types_are_case_insensitive_as_kubectl_events_takes_them() -> None:
