@@ -5,7 +5,9 @@ holder watches (see :mod:`streams.leader`). :class:`streams.ingest.IngestControl
 the loop; this module wires it to Faust (the producer), the real Kubernetes client, and the
 worker's shutdown. The raw value is the Event as the API server returned it, ``managedFields``
 dropped: the document the seed's Logstash pipeline reads; an Event over the producer's limit is
-cut to fit (:mod:`streams.truncate`).
+cut to fit (:mod:`streams.truncate`). With ``K8SEV_ENRICH=true`` the value gains one top-level field,
+``involvedObjectMeta``, from the leader's metadata cache (:mod:`streams.metadata`): added here because
+the cache lives with the leader, and so Logstash reading the raw topic indexes the same documents.
 """
 
 from __future__ import annotations
@@ -19,11 +21,11 @@ from typing import Any
 
 import faust
 
-from streams import clock, events, kafka_admin, logs, metrics, truncate
+from streams import clock, events, kafka_admin, logs, metadata, metrics, truncate
 from streams.filters import EventFilter
 from streams.ingest import IngestController
 from streams.kube_client import KubernetesApi
-from streams.leader import Elector, LeaseTimings
+from streams.leader import Elector, LeaseTimings, Message
 from streams.settings import Settings
 from streams.topics import Topics
 from streams.watch import WatchSettings
@@ -104,6 +106,25 @@ async def check_raw_topic(cluster: kafka_admin.Cluster, settings: Settings) -> N
     logs.info(log, "raw_topic_checked", topic=topic, max_message_bytes=allowed or "created by the worker")
 
 
+def enrichment_of(settings: Settings, api: KubernetesApi) -> metadata.Enrichment | None:
+    wanted = settings.enrich
+    if not wanted.enabled:
+        return None
+    logs.info(log, "enrich_enabled", resources=",".join(wanted.resources), cache_size=wanted.cache_size)
+    return metadata.Enrichment(
+        asyncio.get_running_loop(),
+        api,
+        clock.SYSTEM,
+        metadata.EnrichSettings(
+            resources=tuple(metadata.parse_resource(r) for r in wanted.resources),
+            labels=metadata.LabelAllow(wanted.labels),
+            cache_size=wanted.cache_size,
+            grace=wanted.deleted_grace,
+            page_size=settings.kube.list_page_size,
+        ),
+    )
+
+
 def install(app: faust.App, settings: Settings, topics: Topics) -> None:
     keep = EventFilter.of(settings.kube)
     publish = Publisher(topics.raw, record_limit(settings))
@@ -117,6 +138,14 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
             return
         api = KubernetesApi.from_kubeconfig(settings.kube.kubeconfig)
         kube = settings.kube
+        enrichment = enrichment_of(settings, api)
+        send: Any = publish
+        if enrichment is not None:
+            enrich = enrichment.enricher
+
+            async def send(event: dict[str, Any]) -> asyncio.Future[Any] | None:
+                return await publish(enrich(event))
+
         controller = IngestController(
             asyncio.get_running_loop(),
             api,
@@ -130,11 +159,21 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
                 event_ttl=kube.event_ttl,
             ),
             capacity=settings.stages.ingest_queue,
-            publish=publish,
+            publish=send,
             keep=keep,
             on_filtered=filtered,
         )
         lease = settings.lease
+        post = controller.post
+        if enrichment is not None:
+            # Composed beside the controller: both follow the same elector's terms, on the loop.
+            both = (controller.post, enrichment.post)
+
+            def post(message: Message) -> None:
+                for receiver in both:
+                    receiver(message)
+
+            enriching = asyncio.ensure_future(enrichment.run())
         controller.elect(
             Elector(
                 api,
@@ -143,7 +182,7 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
                 name=lease.name,
                 identity=lease.identity,
                 timings=LeaseTimings(lease.duration, lease.renew_deadline, lease.retry_period),
-                post=controller.post,
+                post=post,
                 checkpoint_of=controller.checkpoint_of,
             )
         )
@@ -152,6 +191,10 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
             await controller.run()
         finally:
             # Cancelled at shutdown: release the Lease with the last acknowledged checkpoint, bounded.
-            await controller.stop(clock.SYSTEM.monotonic() + STOP_WITHIN)
+            deadline = clock.SYSTEM.monotonic() + STOP_WITHIN
+            if enrichment is not None:
+                enriching.cancel()
+                await enrichment.stop(deadline)
+            await controller.stop(deadline)
 
     app.task(ingest)

@@ -1,5 +1,7 @@
 """The few Kubernetes calls ingest makes, as a Protocol: LIST a page, open a WATCH, read/create/replace a Lease.
 
+Enrichment (:mod:`streams.metadata`) adds the same two calls for any resource's metadata only.
+
 The watcher and the elector depend on this, never on the ``kubernetes`` client, so they run in
 unit tests against a scripted fake. :mod:`streams.kube_client` is the real implementation (and the
 only module that imports ``kubernetes``). Every call is blocking and bounded by a request timeout;
@@ -59,6 +61,17 @@ class KubeApi(Protocol):
         self, namespace: str | None, *, resource_version: str, timeout_seconds: int, idle_timeout: float
     ) -> Response:
         """Open a WATCH from ``resource_version`` with bookmarks; ``idle_timeout`` bounds each read."""
+        ...
+
+    def list_metadata(self, path: str, *, limit: int, continue_token: str | None) -> Response:
+        """Open one page of a LIST of ``path`` (a collection, e.g. ``/apis/apps/v1/replicasets``) as a
+        ``PartialObjectMetadataList``: each item's metadata only, never its spec, status or data."""
+        ...
+
+    def watch_metadata(
+        self, path: str, *, resource_version: str, timeout_seconds: int, idle_timeout: float
+    ) -> Response:
+        """Open a WATCH of ``path`` from ``resource_version`` whose objects are ``PartialObjectMetadata``."""
         ...
 
     def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -92,6 +92,7 @@ class KubernetesApi:
     """:class:`streams.kube.KubeApi` over one ``kubernetes`` ApiClient."""
 
     def __init__(self, api: client.ApiClient) -> None:
+        self._api = api
         self._core = client.CoreV1Api(api)
         self._coordination = client.CoordinationV1Api(api)
 
@@ -122,6 +123,55 @@ class KubernetesApi:
             timeout_seconds=timeout_seconds,
             _request_timeout=(REQUEST_TIMEOUT[0], idle_timeout),
         )
+
+    def _metadata(
+        self, path: str, as_kind: str, query: list[tuple[str, Any]], timeout: tuple[float, float]
+    ) -> _Response:
+        # The API server answers with metadata only when asked for it by media type; no fallback to
+        # whole objects, so a server that cannot do it says 406 instead of sending bodies.
+        headers = {"Accept": f"application/json;as={as_kind};g=meta.k8s.io;v=v1"}
+        return _Response(_translated(lambda: self._get_raw(path, query, headers, timeout)))
+
+    def _get_raw(
+        self, path: str, query: list[tuple[str, Any]], headers: dict[str, str], timeout: tuple[float, float]
+    ) -> Any:
+        """GET ``path`` unparsed (the urllib3 response), on the ApiClient of either generator generation."""
+        if not hasattr(self._api, "param_serialize"):  # the older generated client (kubernetes < 35)
+            return self._api.call_api(
+                path,
+                "GET",
+                query_params=query,
+                header_params=headers,
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _preload_content=False,
+                _request_timeout=timeout,
+            )
+        request = self._api.param_serialize(
+            "GET", path, query_params=query, header_params=headers, auth_settings=["BearerToken"]
+        )
+        response = self._api.call_api(*request, _request_timeout=timeout)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    def list_metadata(self, path: str, *, limit: int, continue_token: str | None) -> _Response:
+        query: list[tuple[str, Any]] = [("limit", limit)]
+        if continue_token:
+            query.append(("continue", continue_token))
+        return self._metadata(path, "PartialObjectMetadataList", query, REQUEST_TIMEOUT)
+
+    def watch_metadata(
+        self, path: str, *, resource_version: str, timeout_seconds: int, idle_timeout: float
+    ) -> _Response:
+        query: list[tuple[str, Any]] = [
+            ("watch", "true"),
+            ("resourceVersion", resource_version),
+            ("allowWatchBookmarks", "true"),
+            ("timeoutSeconds", timeout_seconds),
+        ]
+        return self._metadata(path, "PartialObjectMetadata", query, (REQUEST_TIMEOUT[0], idle_timeout))
 
     def read_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:

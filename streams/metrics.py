@@ -227,6 +227,29 @@ EVENTS_UNPUBLISHABLE = Counter(
     "Events that could not be encoded or cut to fit, skipped (logged with their uid)",
     registry=REGISTRY,
 )
+EVENTS_ENRICHED = Counter(
+    "k8sev_events_enriched_total",
+    "Events published with their involved object's labels and owners (enriched), or without: not cached (unknown)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+ENRICH_WATCH_UP = Gauge(
+    "k8sev_enrich_watch_up",
+    "1 while the leader's metadata watch of a resource streams; 0 while it lists, fails or is refused (403)",
+    ["resource"],
+    registry=REGISTRY,
+)
+ENRICH_WATCH_RESTARTS = Counter(
+    "k8sev_enrich_watch_restarts_total",
+    "Metadata watches listed again or re-opened after a failure, by resource and cause",
+    ["resource", "cause"],
+    registry=REGISTRY,
+)
+ENRICH_CACHE_OBJECTS = Gauge(
+    "k8sev_enrich_cache_objects",
+    "Objects in the enrichment cache (bounded by K8SEV_ENRICH_CACHE_SIZE)",
+    registry=REGISTRY,
+)
 
 
 #: A check named ``watch[<scope>]`` is one per watched namespace: one label value for them all.

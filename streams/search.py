@@ -77,6 +77,14 @@ def index_template(settings: Settings) -> dict[str, Any]:
                     "eventTime": _DATE,
                     "count": {"type": "long"},
                     "series": {"properties": {"count": {"type": "long"}, "lastObservedTime": _DATE}},
+                    # Enrichment (K8SEV_ENRICH): labels as "key=value" terms, so label keys never become fields.
+                    "involvedObjectMeta": {
+                        "properties": {
+                            "labels": _KEYWORD,
+                            "owners": {"properties": {"kind": _KEYWORD, "name": _KEYWORD, "uid": _KEYWORD}},
+                            "ownerRefs": _KEYWORD,
+                        }
+                    },
                 },
             },
         },

@@ -332,3 +332,51 @@ def review_ttl(text: str) -> float:
     if not 0 < value <= 600:
         raise ValueError(f"{text!r} must be from 1ms to 10m: a revoked RoleBinding stops working within it")
     return value
+
+
+_API_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_API_GROUP = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def api_resource(text: str) -> tuple[str, str, str]:
+    """(group, version, resource) of ``v1/pods`` (core group) or ``apps/v1/replicasets``."""
+    parts = text.strip().split("/")
+    if len(parts) == 2:
+        parts = ["", *parts]
+    if len(parts) != 3:
+        raise ValueError(f"{text!r}: expected version/resource (core group) or group/version/resource")
+    group, version, resource = parts
+    if group and not _API_GROUP.match(group):
+        raise ValueError(f"{text!r}: group {group!r} is not a lower-case DNS name")
+    for part, what in ((version, "version"), (resource, "resource")):
+        if not _API_NAME.match(part):
+            raise ValueError(f"{text!r}: {what} {part!r} is not a lower-case API name")
+    return group, version, resource
+
+
+def api_resources(text: str) -> tuple[str, ...]:
+    items = parse_list(text)
+    problems = []
+    for item in items:
+        try:
+            api_resource(item)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError("; ".join(problems))
+    if len(set(items)) != len(items):
+        raise ValueError("a resource is listed twice")
+    return items
+
+
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
+def label_keys(text: str) -> tuple[str, ...]:
+    """Label keys, or a prefix glob (``app.kubernetes.io/*``): a key with its last part replaced by ``*``."""
+    items = parse_list(text)
+    for item in items:
+        key = item[:-1] + "x" if item.endswith("*") else item
+        if "*" in key or not _LABEL_KEY.match(key) or len(key) > 317:
+            raise ValueError(f"{item!r} is not a label key (nor a key ending in *)")
+    return items

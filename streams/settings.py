@@ -277,6 +277,32 @@ class ExplorerSettings:
         return "token" if self.token else "basic" if self.username else "none"
 
 
+@dataclass(frozen=True)
+class EnrichSettings:
+    enabled: bool = setting("ENRICH", "false", v.parse_bool)
+    """Add ``involvedObjectMeta`` (the involved object's allow-listed labels and owner chain) to every event,
+    from metadata-only watches the ingest leader keeps: never a request per event. Off, so the raw topic keeps
+    the seed's Logstash shape unless asked; on needs list/watch on the resources below (k8s/rbac.yaml)."""
+    resources: tuple[str, ...] = setting(
+        "ENRICH_RESOURCES",
+        "v1/pods,apps/v1/replicasets,apps/v1/deployments,apps/v1/statefulsets,apps/v1/daemonsets,"
+        "batch/v1/jobs,batch/v1/cronjobs,v1/nodes",
+        v.api_resources,
+    )
+    """Resources whose metadata is watched, as ``version/resource`` (core) or ``group/version/resource``
+    (custom resources too): the kinds events are about and the controllers that own them. One cluster-wide
+    watch each; one that is refused (403) is reported on /readyz and in the log, and the others go on."""
+    labels: tuple[str, ...] = setting("ENRICH_LABELS", "app.kubernetes.io/*,app,k8s-app,component", v.label_keys)
+    """Label keys copied onto events (a trailing ``*`` matches a prefix): the recommended labels and the classic
+    ``app``/``k8s-app``/``component``. An allow-list, so a pod's arbitrary labels never grow documents or the index."""
+    cache_size: int = setting("ENRICH_CACHE_SIZE", "100000", v.positive_int)
+    """Objects the enrichment cache keeps (least recently used out first). About 0.5 KiB each (docs/design.md):
+    100,000 is about 52 MiB, room for a cluster of 30,000 pods with their owners and nodes."""
+    deleted_grace: float = setting("ENRICH_DELETED_GRACE", "10m", v.positive_duration)
+    """How long a deleted object's metadata is kept: the events about its deletion (Killing, SuccessfulDelete)
+    come after the DELETED notification and must still be enriched."""
+
+
 GROUPS: dict[str, type[Any]] = {
     "kafka": KafkaSettings,
     "kube": KubeSettings,
@@ -285,6 +311,7 @@ GROUPS: dict[str, type[Any]] = {
     "web": WebSettings,
     "stages": StageSettings,
     "explorer": ExplorerSettings,
+    "enrich": EnrichSettings,
 }
 
 
@@ -301,6 +328,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     stages: StageSettings = field(default_factory=StageSettings)
     explorer: ExplorerSettings = field(default_factory=ExplorerSettings)
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
     #: ``K8SEV_*`` variables of the environment that are no setting (see :meth:`unknown`): logged at start-up.
     ignored: tuple[str, ...] = ()
 
@@ -603,6 +631,7 @@ GROUP_TITLES = {
     "web": "Web",
     "stages": "Stages",
     "explorer": "Explorer (`/ui/`)",
+    "enrich": "Enrichment (`involvedObjectMeta`)",
 }
 
 

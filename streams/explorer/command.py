@@ -96,8 +96,10 @@ def parser() -> argparse.ArgumentParser:
         "--for",
         dest="for_object",
         metavar="RESOURCE/NAME",
-        help="only events about this object: pod/web-1, deployment.apps/web, a CRD as Kind.group/name",
+        help="only events about this object and what it owns, by the recorded owner chain: pod/web-1, "
+        "deployment.apps/web, a CRD as Kind.group/name",
     )
+    p.add_argument("-l", "--selector", help="label selector over the recorded labels (app=web,tier!=db)")
     p.add_argument("--types", help="comma-separated, any case: Normal, Warning")
     p.add_argument("--reason", help="comma-separated reasons")
     p.add_argument("--since", help="how far back: 30m, 24h, 7d (default: 1h)")
@@ -151,7 +153,15 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     if not args.all_namespaces:
         params["namespace"] = args.namespace or current_namespace(env)
     if args.for_object:
-        params.update(for_object(args.for_object))
+        target = for_object(args.for_object)
+        if "group" in target:
+            # Owner chains record kinds, not groups: a kind of another group is that one object only.
+            params.update(target)
+        else:
+            # The object and what it owns, by the recorded owner chain.
+            params["owner"] = f"{target['kind']}/{target['name']}"
+    if args.selector:
+        params["labels"] = args.selector
     for flag, key in ((args.types, "type"), (args.reason, "reason"), (args.cluster, "cluster")):
         if flag:
             params[key] = flag

@@ -266,6 +266,12 @@ class Explorer:
         self, client: Searcher, params: Mapping[str, str], within: tuple[str, ...] | None
     ) -> dict[str, Any]:
         timeline = replace(query.parse_timeline(params, self.clock()), within=within)
+        if timeline.owners and timeline.target.kind == "Pod":
+            # The pod's recorded owner chain, when an enriched document has it, replaces the name guess.
+            recorded = await self._ask(client, query.recorded_owners_body(timeline))
+            owners = query.recorded_owners(timeline.target.name, recorded)
+            if owners is not None:
+                timeline = replace(timeline, owners=owners)
         response = await self._ask(client, query.timeline_body(timeline))
         rows = query.timeline_rows(response)
         total = ((response.get("hits") or {}).get("total") or {}).get("value", len(rows))

@@ -56,7 +56,12 @@ SORT = [
 _DURATION = re.compile(r"^(\d{1,6})(s|m|h|d|w)$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _LIST_FIELDS = ("cluster", "namespace", "kind", "reason", "component")
-SEARCH_PARAMS = frozenset({"q", "name", "group", "type", "range", "from", "to", "size", "after", *_LIST_FIELDS})
+SEARCH_PARAMS = frozenset(
+    {"q", "name", "group", "type", "range", "from", "to", "size", "after", "owner", "labels", *_LIST_FIELDS}
+)
+#: The enrichment field (streams/metadata.py; docs/design.md).
+META = "involvedObjectMeta"
+MAX_SELECTOR = 1000
 TIMELINE_PARAMS = frozenset({"cluster", "namespace", "kind", "name", "owners", "range", "from", "to"})
 # Generated name suffixes: k8s.io/apimachinery's rand alphabet (no vowels, no 0 1 3).
 _SAFE = "bcdfghjklmnpqrstvwxz2456789"
@@ -101,8 +106,21 @@ class Filter:
     types: tuple[str, ...] = ()
     reason: tuple[str, ...] = ()
     component: tuple[str, ...] = ()
+    #: An object and everything it owns: ``Kind/name`` (``Deployment/web``).
+    owner: str = ""
+    #: A label selector over the recorded labels, parsed.
+    labels: tuple[Requirement, ...] = ()
     # The namespaces the caller may read (None: every one, cluster-scoped objects' events too).
     within: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One term of a label selector: ``key`` ``op`` ``values`` (op: in, notin, exists, absent)."""
+
+    key: str
+    op: str
+    values: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -164,11 +182,66 @@ def parse_search(params: Mapping[str, str], now: datetime) -> tuple[Filter, Page
         name=_value(params, "name"),
         group=_value(params, "group"),
         types=_types(params.get("type", "")),
+        owner=parse_owner(_value(params, "owner")),
+        labels=parse_selector(params.get("labels", "")),
         **values,
     )
     return search, Page(
         size=_size(params.get("size")), after=decode_cursor(params["after"]) if "after" in params else None
     )
+
+
+def parse_owner(text: str) -> str:
+    """``Kind/name``, as the documents' ``ownerRefs`` write it; empty: none."""
+    if not text:
+        return ""
+    kind, sep, name = text.partition("/")
+    if not sep or not kind or not name or "/" in name or not kind[:1].isupper():
+        raise QueryError("owner: Kind/name, such as Deployment/web")
+    return text
+
+
+_SELECTOR_TERM = re.compile(
+    r"^\s*(?:(?P<absent>!)\s*(?P<akey>[^\s=!(),]+)"
+    r"|(?P<key>[^\s=!(),]+)\s*(?:(?P<op>==|=|!=)\s*(?P<value>[^\s=!(),]*)"
+    r"|\s+(?P<set>in|notin)\s*\((?P<values>[^()]*)\))?)\s*$"
+)
+
+
+def parse_selector(text: str) -> tuple[Requirement, ...]:
+    """A Kubernetes label selector (``app=web,tier!=db,env in (a,b),!canary``) over the recorded labels."""
+    text = text.strip()
+    if not text:
+        return ()
+    if len(text) > MAX_SELECTOR or any(ord(c) < 32 for c in text):
+        raise QueryError(f"labels: a selector of at most {MAX_SELECTOR} printable characters")
+    # Split on the commas outside parentheses.
+    terms, depth, start = [], 0, 0
+    for i, c in enumerate(text):
+        depth += (c == "(") - (c == ")")
+        if c == "," and depth == 0:
+            terms.append(text[start:i])
+            start = i + 1
+    terms.append(text[start:])
+    requirements = []
+    for term in terms:
+        match = _SELECTOR_TERM.match(term)
+        if match is None:
+            raise QueryError(
+                f"labels: {term.strip()[:60]!r} is not a selector term (key=value, key!=value, key in (a,b), key, !key)"
+            )
+        if match["absent"]:
+            requirements.append(Requirement(match["akey"], "absent"))
+        elif match["op"]:
+            requirements.append(Requirement(match["key"], "notin" if match["op"] == "!=" else "in", (match["value"],)))
+        elif match["set"]:
+            values = tuple(v.strip() for v in match["values"].split(",") if v.strip())
+            if not values:
+                raise QueryError(f"labels: {term.strip()[:60]!r} lists no values")
+            requirements.append(Requirement(match["key"], match["set"], values))
+        else:
+            requirements.append(Requirement(match["key"], "exists"))
+    return tuple(requirements)
 
 
 def parse_range(params: Mapping[str, str], now: datetime, default: str | None = DEFAULT_RANGE) -> TimeRange:
@@ -363,12 +436,61 @@ def filter_clauses(search: Filter) -> list[dict[str, Any]]:
         clauses.append({"term": {"involvedObject.name": search.name}})
     if search.group:
         clauses.append({"prefix": {"involvedObject.apiVersion": f"{search.group}/"}})
+    if search.owner:
+        clauses.append(owned_clause(search.owner))
+    clauses.extend(selector_clause(r) for r in search.labels)
     if search.component:
         # Older events say who reported them in source.component, newer ones in reportingComponent.
         either = [{"terms": {"reportingComponent": list(search.component)}}]
         either.append({"terms": {"source.component": list(search.component)}})
         clauses.append({"bool": {"should": either, "minimum_should_match": 1}})
     return clauses
+
+
+def selector_clause(requirement: Requirement) -> dict[str, Any]:
+    """A selector term over ``labels``, recorded as ``key=value`` terms."""
+    field_ = f"{META}.labels"
+    if requirement.op in ("exists", "absent"):
+        present: dict[str, Any] = {"prefix": {field_: {"value": f"{requirement.key}="}}}
+        return present if requirement.op == "exists" else {"bool": {"must_not": [present]}}
+    terms: dict[str, Any] = {"terms": {field_: [f"{requirement.key}={v}" for v in requirement.values]}}
+    return terms if requirement.op == "in" else {"bool": {"must_not": [terms]}}
+
+
+#: What a controller's objects are named, for documents written before enrichment (no recorded
+#: owners): kinds and name patterns (regular expressions after ``<name>-``) of what it makes.
+_GUESSES: dict[str, tuple[tuple[str, str], ...]] = {
+    "Deployment": (("ReplicaSet", f"[{_SAFE}]{{1,10}}"), ("Pod", f"[{_SAFE}]{{1,10}}-[{_SAFE}]{{5}}")),
+    "ReplicaSet": (("Pod", f"[{_SAFE}]{{5}}"),),
+    "DaemonSet": (("Pod", f"[{_SAFE}]{{5}}"),),
+    "Job": (("Pod", f"[{_SAFE}]{{5}}"),),
+    "StatefulSet": (("Pod", "(0|[1-9][0-9]{0,5})"),),
+    "CronJob": (("Job", "[0-9]{1,12}"), ("Pod", f"[0-9]{{1,12}}-[{_SAFE}]{{5}}")),
+}
+
+
+def owned_clause(owner: str) -> dict[str, Any]:
+    """The object ``Kind/name`` and everything it owns: by the recorded owner chain, or, only for
+    documents without one, by the shape of generated names."""
+    kind, _, name = owner.partition("/")
+    either: list[dict[str, Any]] = [
+        {"bool": {"filter": [{"term": {"involvedObject.kind": kind}}, {"term": {"involvedObject.name": name}}]}},
+        {"term": {f"{META}.ownerRefs": owner}},
+    ]
+    escaped = re.sub(r"([.?+*|{}\[\]()\"\\#@&<>~])", r"\\\1", name)
+    for made, pattern in _GUESSES.get(kind, ()):
+        either.append(
+            {
+                "bool": {
+                    "filter": [
+                        {"term": {"involvedObject.kind": made}},
+                        {"regexp": {"involvedObject.name": {"value": f"{escaped}-{pattern}"}}},
+                    ],
+                    "must_not": [{"exists": {"field": META}}],
+                }
+            }
+        )
+    return {"bool": {"should": either, "minimum_should_match": 1}}
 
 
 def text_clause(text: str) -> dict[str, Any] | None:
@@ -453,6 +575,41 @@ def histogram_body(search: Filter, timeout_s: float = 10.0) -> dict[str, Any]:
     }
 
 
+def recorded_owners_body(timeline: Timeline) -> dict[str, Any]:
+    """The newest enriched document about the timeline's object: its recorded owner chain."""
+    target = timeline.target
+    scope: list[dict[str, Any]] = [
+        # The caller's namespaces bound this lookup as they bound the timeline.
+        *within_clauses(timeline.within),
+        {"term": {"involvedObject.kind": target.kind}},
+        {"term": {"involvedObject.name": target.name}},
+        {"exists": {"field": f"{META}.owners"}},
+    ]
+    if target.namespace:
+        scope.append({"term": {"involvedObject.namespace": target.namespace}})
+    if target.cluster:
+        scope.append({"term": {"cluster": target.cluster}})
+    return {"query": {"bool": {"filter": scope}}, "sort": SORT, "size": 1, "_source": [f"{META}.owners"]}
+
+
+def recorded_owners(name: str, response: Mapping[str, Any]) -> tuple[Owner, ...] | None:
+    """The owners of ``name`` from :func:`recorded_owners_body`'s answer, each with what its events
+    name (the link below it); None when no document recorded them (then the name guess stays)."""
+    hits = (response.get("hits") or {}).get("hits") or []
+    if not hits:
+        return None
+    recorded = ((hits[0].get("_source") or {}).get(META) or {}).get("owners")
+    if not isinstance(recorded, list) or not recorded:
+        return None
+    owners: list[Owner] = []
+    below = name
+    for link in recorded:
+        if isinstance(link, Mapping) and isinstance(link.get("kind"), str) and isinstance(link.get("name"), str):
+            owners.append(Owner((link["kind"],), link["name"], below))
+            below = link["name"]
+    return tuple(owners) or None
+
+
 def timeline_body(timeline: Timeline) -> dict[str, Any]:
     """Every version of every event about the object (and its owners' that name it), oldest first."""
     target = timeline.target
@@ -485,6 +642,8 @@ def timeline_body(timeline: Timeline) -> dict[str, Any]:
                 }
             }
         )
+    # What the object owns (its ReplicaSets' and pods' events, for a Deployment), by the recorded chain.
+    about.append({"term": {f"{META}.ownerRefs": f"{target.kind}/{target.name}"}})
     return {
         "query": {"bool": {"filter": [*scope, {"bool": {"should": about, "minimum_should_match": 1}}]}},
         "sort": [
@@ -526,7 +685,15 @@ def row(hit: Mapping[str, Any]) -> dict[str, Any]:
         "cluster": str(doc.get("cluster") or ""),
         "uid": str(meta.get("uid") or ""),
         "event": str(meta.get("name") or ""),
+        "owners": _owner_refs(doc),
     }
+
+
+def _owner_refs(doc: Mapping[str, Any]) -> list[str]:
+    """The recorded owner chain as ``Kind/name``, nearest first; empty for documents without one."""
+    recorded = doc.get(META)
+    refs = recorded.get("ownerRefs") if isinstance(recorded, Mapping) else None
+    return [str(r) for r in refs if isinstance(r, str)] if isinstance(refs, list) else []
 
 
 def search_answer(response: Mapping[str, Any], page: Page) -> dict[str, Any]:

@@ -924,3 +924,29 @@ def test_helm_upgrade_rolls_the_pods_and_uninstall_leaves_nothing(
         not_yet=transient.kube,
     )
     assert helm("list", "--namespace", release_namespace, "--short", kubeconfig=kubeconfig).strip() == ""
+
+
+def test_enrichment_grants_list_and_watch_on_exactly_the_resources_it_watches() -> None:
+    assert not any(
+        o["metadata"]["name"].endswith("-metadata-reader") for o in helm_template(CHART_DIR, RELEASE, NAMESPACE)
+    )
+    objects = helm_template(
+        CHART_DIR,
+        RELEASE,
+        NAMESPACE,
+        sets=("enrich.enabled=true", "enrich.resources={v1/pods,apps/v1/replicasets,example.com/v1/widgets}"),
+    )
+    role = next(o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"].endswith("-metadata-reader"))
+    granted = {
+        (g, r, tuple(sorted(rule["verbs"])))
+        for rule in role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+    assert granted == {
+        ("", "pods", ("list", "watch")),
+        ("apps", "replicasets", ("list", "watch")),
+        ("example.com", "widgets", ("list", "watch")),
+    }
+    enrich = Settings.from_env(worker_environment(objects)).enrich
+    assert enrich.enabled and enrich.resources == ("v1/pods", "apps/v1/replicasets", "example.com/v1/widgets")

@@ -23,6 +23,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from devstack import transient, wait
+from streams.setting_values import api_resource
 from streams.settings import Settings
 from tests.deploy.helpers import CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, defaults, find, load_yaml
 from tests.deploy.rbac import (
@@ -330,3 +331,42 @@ def test_the_service_account_may_watch_events_everywhere_and_nothing_more(
     lease = leases.read_namespaced_lease(f"{worker.env['K8SEV_APP_ID']}-ingest", namespace)
     assert lease.spec.holder_identity, "the worker holds the ingest Lease in its own namespace"
     assert "forbidden" not in worker.tail(200).lower()
+
+
+def metadata_rules(cluster_role: dict[str, Any]) -> set[tuple[str, str, tuple[str, ...]]]:
+    return {
+        (g, r, tuple(sorted(rule["verbs"])))
+        for rule in cluster_role["rules"]
+        for g in rule["apiGroups"]
+        for r in rule["resources"]
+    }
+
+
+def enrich_defaults() -> set[tuple[str, str, tuple[str, ...]]]:
+    """(group, resource, verbs) the worker's default K8SEV_ENRICH_RESOURCES needs: list and watch, nothing else."""
+    return {(g, r, ("list", "watch")) for g, _, r in map(api_resource, Settings().enrich.resources)}
+
+
+def test_enrichment_is_an_opt_in_component_granting_list_and_watch_on_exactly_its_kinds(
+    objects: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    assert "k8s-event-streams-metadata-reader" not in {o["metadata"]["name"] for o in objects}
+    component = K8S_DIR / "components" / "enrich"
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {"resources": [os.path.relpath(K8S_DIR, overlay)], "components": [os.path.relpath(component, overlay)]}
+        )
+    )
+    built = kustomize_build(overlay)
+    role = next(
+        o for o in built if o["metadata"]["name"] == "k8s-event-streams-metadata-reader" and o["kind"] == "ClusterRole"
+    )
+    assert metadata_rules(role) == enrich_defaults()
+    binding = next(
+        o for o in built if o["kind"] == "ClusterRoleBinding" and o["roleRef"]["name"] == role["metadata"]["name"]
+    )
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]
+    config = next(o for o in built if o["kind"] == "ConfigMap")
+    assert Settings.from_env(config["data"]).enrich.enabled

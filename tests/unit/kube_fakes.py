@@ -85,6 +85,10 @@ class FakeKube:
         self.errors: dict[str, Exception] = {}
         self.writes: list[dict[str, Any]] = []
         self._rv = 0
+        #: Metadata: per collection path, scripts like ``lists``/``watches``; calls recorded as (path, arg).
+        self.meta_lists: dict[str, list[Any]] = {}
+        self.meta_watches: dict[str, list[Any]] = {}
+        self.meta_calls: list[tuple[str, str, str | None]] = []
 
     def _next(self, script: list[Any]) -> FakeResponse:
         step = script.pop(0)
@@ -105,6 +109,16 @@ class FakeKube:
     ) -> FakeResponse:
         self.watch_calls.append(resource_version)
         return self._next(self.watches)
+
+    def list_metadata(self, path: str, *, limit: int, continue_token: str | None) -> FakeResponse:
+        self.meta_calls.append(("list", path, continue_token))
+        return self._next(self.meta_lists[path])
+
+    def watch_metadata(
+        self, path: str, *, resource_version: str, timeout_seconds: int, idle_timeout: float
+    ) -> FakeResponse:
+        self.meta_calls.append(("watch", path, resource_version))
+        return self._next(self.meta_watches[path])
 
     # --- leases ---
 

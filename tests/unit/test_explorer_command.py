@@ -24,15 +24,17 @@ def test_flags_become_explorer_parameters() -> None:
     got = params("-n", "demo", "--for", "deploy/web", "--types", "Warning", "--reason", "BackOff", "--since", "7d")
     assert got == {
         "namespace": "demo",
-        "kind": "Deployment",
-        "name": "web",
+        "owner": "Deployment/web",
         "type": "Warning",
         "reason": "BackOff",
         "range": "7d",
     }
     assert "namespace" not in params("-A")
     assert params("--from", "2026-03-01T03:00:00Z") == {"from": "2026-03-01T03:00:00Z", "namespace": "default"}
-    assert params("--for", "Widget/w1")["kind"] == "Widget"
+    assert params("--for", "Widget/w1")["owner"] == "Widget/w1"
+    assert params("-l", "app=web,tier!=db")["labels"] == "app=web,tier!=db"
+    with pytest.raises(command.UsageError, match="labels"):
+        params("-l", "app=(web")
 
 
 @pytest.mark.parametrize(
@@ -55,7 +57,13 @@ def test_flags_become_explorer_parameters() -> None:
 )
 def test_for_takes_kubectl_events_resource_forms(flag: str, want: dict[str, str]) -> None:
     got = params("--for", flag)
-    assert {k: v for k, v in got.items() if k in ("kind", "name", "group")} == want
+    assert command.for_object(flag) == want
+    if "group" in want:
+        # A kind of another group than the built-in's: that object's events only.
+        assert {k: v for k, v in got.items() if k in ("kind", "name", "group")} == want
+    else:
+        # The object and what it owns, through the recorded owner chain.
+        assert got["owner"] == f"{want['kind']}/{want['name']}" and "kind" not in got
 
 
 def test_types_are_case_insensitive_as_kubectl_events_takes_them() -> None:

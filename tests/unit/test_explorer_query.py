@@ -173,8 +173,9 @@ def test_timeline_of_a_pod_with_owners_takes_only_owner_events_that_name_it() ->
     outer = body["query"]["bool"]["filter"]
     assert {"term": {"involvedObject.namespace": "demo"}} in outer
     about = outer[-1]["bool"]["should"]
-    assert len(about) == 3
+    assert len(about) == 4
     assert {"match_phrase": {"message": "web-7d9f8b6c4d-x2x9q"}} in about[1]["bool"]["filter"]
+    assert about[-1] == {"term": {"involvedObjectMeta.ownerRefs": "Pod/web-7d9f8b6c4d-x2x9q"}}
     assert body["sort"][0] == {"@timestamp": {"order": "asc"}}
     without = query.parse_timeline({"kind": "Deployment", "name": "web", "owners": "1"}, NOW)
     assert without.owners == ()
@@ -263,3 +264,85 @@ def test_owner_guesses_never_name_the_pod_itself_and_stay_few(pod: str) -> None:
     owners = query.pod_owners(pod)
     assert len(owners) <= 3
     assert all(o.name != pod and pod.startswith(o.name) for o in owners)
+
+
+# ---------------------------------------------------------------- enrichment: owners and labels
+
+
+def test_a_label_selector_becomes_terms_over_the_recorded_labels() -> None:
+    search, _ = query.parse_search({"labels": "app=web, tier!=db,env in (a, b),env notin (c),!canary,team"}, NOW)
+    clauses = query.filter_clauses(search)
+    field = "involvedObjectMeta.labels"
+    assert {"terms": {field: ["app=web"]}} in clauses
+    assert {"bool": {"must_not": [{"terms": {field: ["tier=db"]}}]}} in clauses
+    assert {"terms": {field: ["env=a", "env=b"]}} in clauses
+    assert {"bool": {"must_not": [{"terms": {field: ["env=c"]}}]}} in clauses
+    assert {"bool": {"must_not": [{"prefix": {field: {"value": "canary="}}}]}} in clauses
+    assert {"prefix": {field: {"value": "team="}}} in clauses
+    assert query.parse_selector("app==web") == (query.Requirement("app", "in", ("web",)),)
+    assert query.parse_selector("app.kubernetes.io/name=web")[0].key == "app.kubernetes.io/name"
+
+
+@pytest.mark.parametrize("bad", ["app=(web", "=web", "env in ()", "a b", "env in (a", "!", "app=web=x"])
+def test_a_bad_selector_is_a_400_naming_the_term(bad: str) -> None:
+    with pytest.raises(QueryError, match="labels"):
+        query.parse_search({"labels": bad}, NOW)
+
+
+@given(st.text(max_size=80))
+def test_any_selector_text_parses_or_is_refused_cleanly(text: str) -> None:
+    try:
+        requirements = query.parse_selector(text)
+    except QueryError:
+        return
+    for requirement in requirements:
+        assert requirement.key and requirement.op in ("in", "notin", "exists", "absent")
+        json.dumps(query.selector_clause(requirement))
+
+
+def test_owner_finds_the_object_its_recorded_descendants_and_guesses_only_for_unenriched_documents() -> None:
+    search, _ = query.parse_search({"owner": "Deployment/web"}, NOW)
+    (owned,) = [c for c in query.filter_clauses(search) if "bool" in c and "should" in c["bool"]]
+    either = owned["bool"]["should"]
+    assert either[0] == {
+        "bool": {"filter": [{"term": {"involvedObject.kind": "Deployment"}}, {"term": {"involvedObject.name": "web"}}]}
+    }
+    assert either[1] == {"term": {"involvedObjectMeta.ownerRefs": "Deployment/web"}}
+    guesses = either[2:]
+    assert [g["bool"]["filter"][0]["term"]["involvedObject.kind"] for g in guesses] == ["ReplicaSet", "Pod"]
+    assert all(g["bool"]["must_not"] == [{"exists": {"field": "involvedObjectMeta"}}] for g in guesses)
+    # The guess is a regular expression on the name: the name's own metacharacters are escaped.
+    dotted, _ = query.parse_search({"owner": "StatefulSet/db.x"}, NOW)
+    (clause,) = [c for c in query.filter_clauses(dotted) if "bool" in c and "should" in c["bool"]]
+    assert clause["bool"]["should"][2]["bool"]["filter"][1]["regexp"]["involvedObject.name"]["value"].startswith(
+        "db\\.x-"
+    )
+    # A kind with no known naming has no guess.
+    (widget,) = [
+        c
+        for c in query.filter_clauses(query.parse_search({"owner": "Widget/w"}, NOW)[0])
+        if "bool" in c and "should" in c["bool"]
+    ]
+    assert len(widget["bool"]["should"]) == 2
+    for bad in ("web", "deployment/web", "Deployment/", "Deployment/a/b"):
+        with pytest.raises(QueryError, match="owner"):
+            query.parse_search({"owner": bad}, NOW)
+
+
+def test_a_pods_recorded_owner_chain_replaces_the_name_guess() -> None:
+    timeline = query.parse_timeline({"kind": "Pod", "name": "web-1", "namespace": "demo", "owners": "1"}, NOW)
+    body = query.recorded_owners_body(timeline)
+    assert {"exists": {"field": "involvedObjectMeta.owners"}} in body["query"]["bool"]["filter"]
+    chain = [{"kind": "ReplicaSet", "name": "web-5d9", "uid": "r"}, {"kind": "Deployment", "name": "web", "uid": "d"}]
+    answer = {"hits": {"hits": [{"_source": {"involvedObjectMeta": {"owners": chain}}}]}}
+    assert query.recorded_owners("web-5d9-abcde", answer) == (
+        query.Owner(("ReplicaSet",), "web-5d9", "web-5d9-abcde"),
+        query.Owner(("Deployment",), "web", "web-5d9"),
+    )
+    assert query.recorded_owners("p", {"hits": {"hits": []}}) is None
+
+
+def test_rows_carry_the_recorded_owner_chain() -> None:
+    hit = {"_id": "u:1", "_source": {"involvedObjectMeta": {"ownerRefs": ["ReplicaSet/r", "Deployment/web"]}}}
+    assert query.row(hit)["owners"] == ["ReplicaSet/r", "Deployment/web"]
+    assert query.row({"_id": "u:1", "_source": {}})["owners"] == []

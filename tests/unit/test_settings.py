@@ -76,7 +76,17 @@ def test_kubeconfig_falls_back_to_the_kubeconfig_variable(tmp_path: Path) -> Non
 def test_documentation_lists_every_setting_once_with_its_docstring() -> None:
     rows = Settings.documentation()
     assert len(rows) == len({variable for _, variable, _, _ in rows})
-    assert {group for group, _, _, _ in rows} == {"", "kafka", "kube", "lease", "search", "web", "stages", "explorer"}
+    assert {group for group, _, _, _ in rows} == {
+        "",
+        "kafka",
+        "kube",
+        "lease",
+        "search",
+        "web",
+        "stages",
+        "explorer",
+        "enrich",
+    }
     undocumented = [variable for _, variable, _, doc in rows if not doc]
     assert undocumented == []
     assert all(variable.startswith("K8SEV_") for _, variable, _, _ in rows)
@@ -223,3 +233,23 @@ def test_a_url_that_is_not_one_is_a_settings_error() -> None:
     with pytest.raises(SettingsError) as caught:
         Settings.from_env({"K8SEV_ES_URL": "http://x[:9200"})
     assert "K8SEV_ES_URL='http://x[:9200'" in str(caught.value)
+
+
+def test_enrichment_settings_default_off_and_every_bad_value_is_named() -> None:
+    settings = Settings.from_env({})
+    assert not settings.enrich.enabled
+    assert "apps/v1/replicasets" in settings.enrich.resources and "v1/nodes" in settings.enrich.resources
+    custom = Settings.from_env({"K8SEV_ENRICH_RESOURCES": "v1/pods, example.com/v1alpha1/widgets"})
+    assert custom.enrich.resources == ("v1/pods", "example.com/v1alpha1/widgets")
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            {
+                "K8SEV_ENRICH_RESOURCES": "pods,apps/v1/Deployments",
+                "K8SEV_ENRICH_LABELS": "app,bad key",
+                "K8SEV_ENRICH_CACHE_SIZE": "0",
+            }
+        )
+    problems = "\n".join(caught.value.problems)
+    assert "K8SEV_ENRICH_RESOURCES=" in problems and "'pods'" in problems and "'Deployments'" in problems
+    assert "K8SEV_ENRICH_LABELS=" in problems and "'bad key'" in problems
+    assert "K8SEV_ENRICH_CACHE_SIZE=" in problems

@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  const FILTERS = ["q", "cluster", "namespace", "kind", "name", "type", "reason", "component"];
+  const FILTERS = ["q", "cluster", "namespace", "kind", "name", "type", "reason", "component", "owner", "labels"];
   const SEARCH_KEYS = FILTERS.concat(["range", "from", "to", "size", "after"]);
   const FOLD = 200;
   const SLOW_MS = 1000;
