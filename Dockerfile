@@ -20,9 +20,9 @@ WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md ./
 # The dependencies' wheels first, in a layer of their own that a change to the sources alone reuses
-# (no second download). Empty packages only let setuptools read the metadata; they are dropped.
-RUN mkdir -p streams/explorer agents tables \
- && touch streams/__init__.py streams/explorer/__init__.py agents/__init__.py tables/__init__.py \
+# (no second download). Empty package folders (every one pyproject.toml lists) only let setuptools
+# read the metadata; they are dropped.
+RUN mkdir -p streams/explorer/static/vendor/uplot agents tables \
  && python3 -m pip wheel --wheel-dir /wheels . \
  && rm -rf streams agents tables build ./*.egg-info /wheels/k8s_event_streams-*
 # agents/ and tables/ install as streams.agents and streams.tables (package-dir in pyproject.toml).

@@ -152,6 +152,22 @@ def test_the_build_copies_every_folder_the_package_is_built_from() -> None:
         assert not ignored(source), f"{source} is excluded by .dockerignore"
 
 
+def test_the_dependency_layer_stubs_every_package_folder() -> None:
+    """The dependencies' layer builds the metadata from empty folders: setuptools needs one for each
+    package pyproject.toml lists, or that step fails."""
+    _, stages = parse()
+    (stub,) = [run for run in stages[0].all("RUN") if run.startswith("mkdir -p ")]
+    created = {
+        str(Path(*Path(d).parts[: i + 1])) for d in stub.split("&&")[0].split()[2:] for i in range(len(Path(d).parts))
+    }
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_dirs: dict[str, str] = setuptools["package-dir"]
+    for package in setuptools["packages"]:
+        root = max((p for p in package_dirs if package == p or package.startswith(p + ".")), key=len)
+        folder = Path(package_dirs[root], *package.removeprefix(root).split(".")[1:])
+        assert str(folder) in created, f"{package} ({folder}) has no empty folder in the dependency layer"
+
+
 def test_dockerignore_keeps_the_context_small() -> None:
     left_out = (
         ".venv/bin/python",

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.deploy, pytest.mark.stack, pytest.mark.slow]
 TAG = f"localhost/{image_name()}"
 #: Where the test's kubeconfig is mounted inside the container.
 KUBE_DIR = "/run/k8sev-test"
-BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "make", "ld", "as", "pip", "pip3", "apt-get-build-dep")
+BUILD_TOOLS = ("gcc", "cc", "c++", "g++", "make", "ld", "as", "pip", "pip3", "python3-config")
 
 
 @dataclass
