@@ -1,4 +1,4 @@
-"""The Dockerfile's invariants (it cannot be built here: no Docker engine), and the image's name everywhere."""
+"""The Dockerfile's invariants, and the image's name everywhere. test_image.py builds and starts it."""
 
 from __future__ import annotations
 
@@ -38,9 +38,13 @@ class Stage:
 
 
 def parse() -> tuple[dict[str, str], list[Stage]]:
-    """Global ARG defaults and the stages, with line continuations joined and comments dropped."""
+    """Global ARG defaults (resolved) and the stages, with line continuations joined and comments dropped."""
     text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
     args: dict[str, str] = {}
+
+    def resolve(value: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], value)
+
     stages: list[Stage] = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -50,13 +54,12 @@ def parse() -> tuple[dict[str, str], list[Stage]]:
         keyword, rest = keyword.upper(), rest.strip()
         if keyword == "FROM":
             base, _, name = rest.partition(" AS ")
-            base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base.strip())
-            stages.append(Stage(base=base, name=name.strip() or None))
+            stages.append(Stage(base=resolve(base.strip()), name=name.strip() or None))
         elif stages:
             stages[-1].instructions.append((keyword, rest))
         elif keyword == "ARG":
             name, _, default = rest.partition("=")
-            args[name] = default
+            args[name] = resolve(default)
     return args, stages
 
 
@@ -89,10 +92,16 @@ def test_multi_stage_build_on_slim_python_311() -> None:
     build, runtime = stages[0], stages[-1]
     assert build.name == "build"
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", runtime.base), runtime.base
+    # By default one python: image serves both stages; test_image.py passes Debian bases instead.
+    assert build.base == runtime.base
     assert any("pip wheel" in run for run in build.all("RUN"))
-    # The runtime installs from the build stage's wheels only, never from an index.
-    (install,) = [run for run in runtime.all("RUN") if "pip install" in run]
-    assert "from=build" in install and "--no-index" in install
+    # The build stage installs its own wheels only, never from an index, into the venv the runtime
+    # copies; the runtime itself runs no pip.
+    (install,) = [run for run in build.all("RUN") if " install " in run]
+    assert "--no-index" in install and "/opt/k8s-event-streams" in install
+    assert not any("pip" in run for run in runtime.all("RUN"))
+    assert "--from=build /opt/k8s-event-streams /opt/k8s-event-streams" in runtime.all("COPY")
+    assert "PATH=/opt/k8s-event-streams/bin:$PATH" in " ".join(runtime.all("ENV"))
 
 
 def test_runs_as_an_unprivileged_numeric_user_matching_the_deployment() -> None:
@@ -141,6 +150,22 @@ def test_the_build_copies_every_folder_the_package_is_built_from() -> None:
     for source in sources:
         assert (ROOT / source).exists(), source
         assert not ignored(source), f"{source} is excluded by .dockerignore"
+
+
+def test_the_dependency_layer_stubs_every_package_folder() -> None:
+    """The dependencies' layer builds the metadata from empty folders: setuptools needs one for each
+    package pyproject.toml lists, or that step fails."""
+    _, stages = parse()
+    (stub,) = [run for run in stages[0].all("RUN") if run.startswith("mkdir -p ")]
+    created = {
+        str(Path(*Path(d).parts[: i + 1])) for d in stub.split("&&")[0].split()[2:] for i in range(len(Path(d).parts))
+    }
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    package_dirs: dict[str, str] = setuptools["package-dir"]
+    for package in setuptools["packages"]:
+        root = max((p for p in package_dirs if package == p or package.startswith(p + ".")), key=len)
+        folder = Path(package_dirs[root], *package.removeprefix(root).split(".")[1:])
+        assert str(folder) in created, f"{package} ({folder}) has no empty folder in the dependency layer"
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
