@@ -39,6 +39,8 @@ class GoTool:
     #: Binary name -> main package.
     binaries: Mapping[str, str]
     ldflags: Callable[[], str] = field(default=lambda: "-s -w")
+    #: Go build tags (``go build -tags``).
+    tags: tuple[str, ...] = ()
 
     def bin_dir(self) -> Path:
         return paths.cache_dir() / "bin" / f"{self.name}-{self.version}"
@@ -121,6 +123,8 @@ def _build_locked(server: str, tool: GoTool, go: str, work: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     argv = [go, "build", "-trimpath", f"-ldflags={tool.ldflags()}", "-o", f"{staging}/"]
+    if tool.tags:
+        argv.insert(2, f"-tags={','.join(tool.tags)}")
     process.run_logged(
         server,
         [*argv, *tool.binaries.values()],
