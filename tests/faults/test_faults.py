@@ -74,6 +74,10 @@ def run_case(
     """Generator on, ``BEFORE`` versions, the fault, ``AFTER`` more versions, settle, the ledger;
     print the LEDGER line, then assert nothing lost and nothing unexpected. ``resume_s`` on the line:
     from ``inject``'s return until the first version written after it was indexed."""
+    # Ready is not listed yet: a follower is ready too, and the first LIST comes after the election. A
+    # version superseded before that LIST exists for no collector; writing starts once the watch runs.
+    wait.until("the worker's watch streaming", lambda: metric(worker.metrics(), "k8sev_watch_up"), timeout=60,
+               ready=lambda up: up == 1)  # fmt: skip
     case = Case(worker, Generator(client.CoreV1Api(kube_client), namespace, rate=20).start())
     try:
         case.generator.wait_written(BEFORE)
