@@ -80,9 +80,9 @@ def _run(args: argparse.Namespace) -> int:
         width = max(len(r[0]) for r in rows)
         for name, state, where in rows:
             print(f"{name:<{width}}  {state:<22}  {where}")
-        # A server not started by default may be stopped; one that runs must be ready.
+        # Unless named, a server not started by default may be stopped; one that runs must be ready.
         fine = [
-            r[1].startswith("ready") or (not s.default and r[1] == "stopped")
+            r[1].startswith("ready") or (not s.default and not args.servers and r[1] == "stopped")
             for s, r in zip(servers, rows, strict=True)
         ]
         return 0 if all(fine) else 3
