@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import contextlib
 import time
+import urllib.error
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import Any
 
 import pytest
 from elasticsearch import Elasticsearch
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from devstack import kube_auth, process, transient, wait
 from devstack import stack as devstack
-from devstack.worker import Worker, metric
+from devstack.worker import Worker, metric, unique_name
 from tests.faults.ledger import Figures, indexed_versions, is_indexed
 from tests.faults.test_faults import FAST, Case, run_case
 
@@ -40,6 +43,8 @@ def two_servers(stack: dict[str, str], request: pytest.FixtureRequest) -> Iterat
     already = {name for name, state, _ in devstack.status(servers) if state.startswith("ready")}
     all_up()
     yield {**stack, **devstack.env(servers)}
+    # The cases restart the first server: the tests after these find its controller-manager acting again.
+    controllers_back()
     if not request.config.getoption("--keep-stack"):
         devstack.down([s for s in servers if s.name in devstack.KUBE_HA_GROUP and s.name not in already])
 
@@ -66,6 +71,18 @@ def stop(name: str) -> None:
 def restart(name: str) -> None:
     stop(name)
     devstack.up(one(name))
+
+
+@pytest.fixture
+def namespace(kube_client: client.ApiClient) -> Iterator[str]:
+    """A fresh namespace for the Events, without waiting for its default ServiceAccount (no pod runs
+    here): the controller-manager that makes it may still be reconnecting to the restarted first server."""
+    core = client.CoreV1Api(kube_client)
+    name = unique_name("test")
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    yield name
+    with contextlib.suppress(ApiException):
+        core.delete_namespace(name)
 
 
 @pytest.fixture(scope="module")
@@ -126,6 +143,33 @@ def servers_back() -> Iterator[None]:
         yield
     finally:
         all_up()
+
+
+def controllers_back(timeout: float = 120.0) -> None:
+    """Until a new namespace gets its default ServiceAccount. After its server restarted, the
+    controller-manager's informers retry with a back-off of up to 30 s, and the ``namespace`` fixture
+    waits only 30 s for that account."""
+    name = unique_name("probe")
+
+    def create() -> bool:
+        try:
+            kube_auth.admin_request("POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        except urllib.error.HTTPError as exc:
+            if exc.code != HTTPStatus.CONFLICT:  # 409: an earlier try did create it
+                raise
+        return True
+
+    def is_http(exc: Exception) -> bool:
+        return isinstance(exc, OSError)  # urllib's HTTPError (404 until then) and refused connections
+
+    wait.until(f"namespace {name} created", create, timeout=60, not_yet=is_http)
+    try:
+        wait.until(f"namespace {name}'s default ServiceAccount", lambda: kube_auth.admin_request(
+            "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default"), timeout=timeout, interval=0.5,
+            not_yet=is_http)  # fmt: skip
+    finally:
+        with contextlib.suppress(OSError):
+            kube_auth.admin_request("DELETE", f"/api/v1/namespaces/{name}")
 
 
 def test_the_workers_api_server_stopped_while_the_other_serves(
