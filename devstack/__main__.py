@@ -18,8 +18,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Run the project's local stack: Kafka, Elasticsearch, OpenSearch and Kubernetes "
         "(etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) as local processes.",
         epilog="Servers: kafka elasticsearch opensearch search-https etcd kube-apiserver kube-controller-manager "
-        "kube-scheduler kwok; `kube` names the Kubernetes five. No server named means all of them. "
-        "`provision` also builds the tools the tests run (Helm, kustomize); `provision tools` only them.",
+        "kube-scheduler kwok, and kube-apiserver-2 kube-apiserver-lb (a second API server on the same etcd and "
+        "a TCP load balancer in front of both: started only when named); `kube` names the Kubernetes five, "
+        "`kube-ha` the last two. No server named: `up` and `restart` act on the default servers, the other "
+        "commands on all of them. `provision` also builds the tools the tests run (Helm, kustomize); "
+        "`provision tools` only them.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in [
@@ -50,13 +53,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "provision":
         names = [n for n in args.servers if n != TOOLS]
         if names or not args.servers:
-            stack.provision(stack.select(names))
+            stack.provision(stack.select(names, every=True))
         if TOOLS in args.servers or not args.servers:
             tools.provision()
         return 0
     # `down` and `kill` act on exactly what was named; the others pull in dependencies.
     exact = args.command in ("down", "kill", "restart")
-    servers = stack.select(args.servers) if not exact or not args.servers else _exact(args.servers)
+    every = args.command not in ("up", "restart")
+    servers = stack.select(args.servers, every=every) if not exact or not args.servers else _exact(args.servers)
     if args.command == "up":
         stack.up(servers)
         print(f'stack ready; clients: eval "$({shlex.join([sys.executable, "-m", "devstack", "env"])})"')
@@ -76,7 +80,12 @@ def _run(args: argparse.Namespace) -> int:
         width = max(len(r[0]) for r in rows)
         for name, state, where in rows:
             print(f"{name:<{width}}  {state:<22}  {where}")
-        return 0 if all(r[1].startswith("ready") for r in rows) else 3
+        # Unless named, a server not started by default may be stopped; one that runs must be ready.
+        fine = [
+            r[1].startswith("ready") or (not s.default and not args.servers and r[1] == "stopped")
+            for s, r in zip(servers, rows, strict=True)
+        ]
+        return 0 if all(fine) else 3
     elif args.command == "env":
         for key, value in stack.env(servers).items():
             print(f"export {key}={shlex.quote(value)}")
@@ -95,7 +104,7 @@ def _exact(names: list[str]) -> list[stack.Server]:
 
 
 def _expand_groups(names: list[str]) -> set[str]:
-    return set(stack.KUBE_GROUP) if "kube" in names else set()
+    return {member for name in names for member in stack.GROUPS.get(name, ())}
 
 
 if __name__ == "__main__":

@@ -37,8 +37,10 @@ from devstack.kube_auth import (
     kubeconfig_path,
     sa_key,
     sa_pub,
+    server_kubeconfig,
     serving_ca,
     token_file,
+    write_server_kubeconfig,
 )
 from devstack.server import Server
 
@@ -150,9 +152,11 @@ class KubeApiserver(Server):
     name = "kube-apiserver"
     after = ("etcd",)
     ready_timeout = 120.0
+    #: Its port's name in :mod:`devstack.ports`.
+    port_name = "KUBE_APISERVER"
 
     def ports(self) -> Sequence[int]:
-        return [ports.port("KUBE_APISERVER")]
+        return [ports.port(self.port_name)]
 
     def provision(self) -> None:
         build(self.name, KUBERNETES)
@@ -160,7 +164,7 @@ class KubeApiserver(Server):
 
     def start(self) -> None:
         ensure_credentials(self.name)
-        cert_dir().mkdir(parents=True, exist_ok=True)
+        cert_dir(self.name).mkdir(parents=True, exist_ok=True)
         process.spawn(
             self.name,
             [
@@ -169,8 +173,8 @@ class KubeApiserver(Server):
                 "--bind-address=127.0.0.1",
                 # Needed where there is no default route; also what the `kubernetes` Service points at.
                 "--advertise-address=127.0.0.1",
-                f"--secure-port={ports.port('KUBE_APISERVER')}",
-                f"--cert-dir={cert_dir()}",
+                f"--secure-port={ports.port(self.port_name)}",
+                f"--cert-dir={cert_dir(self.name)}",
                 f"--token-auth-file={token_file()}",
                 "--authorization-mode=Node,RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
@@ -181,17 +185,61 @@ class KubeApiserver(Server):
                 # A loopback address is not a valid Endpoints address: don't reconcile the `kubernetes` one.
                 "--endpoint-reconciler-type=none",
                 "--profiling=false",
+                *self.extra_flags(),
             ],
         )
 
+    def extra_flags(self) -> list[str]:
+        return []
+
     def probe(self) -> bool:
-        return https_ok(f"{apiserver_url()}/readyz", serving_ca())
+        return https_ok(f"{apiserver_url(self.name)}/readyz", serving_ca(self.name))
 
     def env(self) -> Mapping[str, str]:
         return {"KUBECONFIG": str(kubeconfig_path()), "DEVSTACK_KUBE_APISERVER": apiserver_url()}
 
     def describe(self) -> str:
         return f"{apiserver_url()} (KUBECONFIG={kubeconfig_path()})"
+
+
+class KubeApiserver2(KubeApiserver):
+    """A second API server on the same etcd, as a production control plane runs several: its own
+    port and self-signed serving certificate, the same token file and service-account keys.
+
+    Unlike the first it keeps Events in its watch cache (upstream's default leaves them out, so the
+    first serves every Event watch from etcd and accepts any resourceVersion etcd still has). A watch
+    resumed on this one after it restarted, from a resourceVersion older than its cache, gets 410 Gone:
+    the two servers differ as two servers of a real control plane may.
+
+    Not started by default: only the control-plane fault cases need it, and every other test session
+    would pay for it (measured: 1.5 s of CPU until ready, 5-10 s on a loaded 2-core machine, 250 MB
+    resident, 1% of a core idle).
+    """
+
+    name = "kube-apiserver-2"
+    port_name = "KUBE_APISERVER_2"
+    default = False
+
+    def extra_flags(self) -> list[str]:
+        return [
+            # Any non-zero size only means "cached" (the cache sizes itself).
+            "--watch-cache-sizes=events#100",
+            # Its identity is a hash of the host name, the same as the first's on this machine: both
+            # would renew one identity Lease (a conflict every 10 s) and the one stopping deletes it.
+            "--feature-gates=APIServerIdentity=false",
+        ]
+
+    def after_ready(self) -> None:
+        write_server_kubeconfig(self.name, serving_ca(self.name))
+
+    def env(self) -> Mapping[str, str]:
+        return {
+            "DEVSTACK_KUBE_APISERVER_2": apiserver_url(self.name),
+            "DEVSTACK_KUBECONFIG_2": str(server_kubeconfig(self.name)),
+        }
+
+    def describe(self) -> str:
+        return f"{apiserver_url(self.name)} (DEVSTACK_KUBECONFIG_2={server_kubeconfig(self.name)})"
 
 
 class KubeControllerManager(Server):
@@ -319,4 +367,4 @@ class Kwok(Server):
         return f"http://127.0.0.1:{ports.port('KWOK')}/healthz, fake node {FAKE_NODE}"
 
 
-SERVERS: list[Server] = [Etcd(), KubeApiserver(), KubeControllerManager(), KubeScheduler(), Kwok()]
+SERVERS: list[Server] = [Etcd(), KubeApiserver(), KubeApiserver2(), KubeControllerManager(), KubeScheduler(), Kwok()]

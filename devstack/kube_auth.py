@@ -7,6 +7,11 @@ bearer tokens (``--token-auth-file``, generated once per state directory): the a
 authorizer stay on as in a real cluster. The service-account key pair (``openssl``) is generated once
 per state directory too; the controller-manager signs tokens with it and runs each controller under its
 own service account.
+
+A second API server (``kube-apiserver-2``) generates its own self-signed pair the same way in its own
+cert directory and shares the token file and the service-account keys, so every token works on both.
+Behind the TCP load balancer (:mod:`devstack.kube_lb`) a client meets either certificate: its
+kubeconfig trusts both (``both_ca``).
 """
 
 from __future__ import annotations
@@ -56,17 +61,52 @@ def sa_pub() -> Path:
     return _kube_dir() / "service-account.pub"
 
 
-def cert_dir() -> Path:
-    return paths.data_dir("kube-apiserver") / "pki"
+#: Server name -> its port's name in :mod:`devstack.ports`.
+_PORTS = {
+    "kube-apiserver": "KUBE_APISERVER",
+    "kube-apiserver-2": "KUBE_APISERVER_2",
+    "kube-apiserver-lb": "KUBE_APISERVER_LB",
+}
 
 
-def serving_ca() -> Path:
-    """The apiserver's self-signed serving certificate (with its CA): the clients' trust anchor."""
-    return cert_dir() / "apiserver.crt"
+def cert_dir(server: str = "kube-apiserver") -> Path:
+    return paths.data_dir(server) / "pki"
 
 
-def apiserver_url() -> str:
-    return f"https://127.0.0.1:{ports.port('KUBE_APISERVER')}"
+def serving_ca(server: str = "kube-apiserver") -> Path:
+    """An apiserver's self-signed serving certificate (with its CA): the clients' trust anchor."""
+    return cert_dir(server) / "apiserver.crt"
+
+
+def both_ca() -> Path:
+    """Both API servers' certificates in one file: what a client behind the load balancer trusts."""
+    return _kube_dir() / "apiservers-ca.crt"
+
+
+def apiserver_url(server: str = "kube-apiserver") -> str:
+    """``https://127.0.0.1:<port>`` of an API server, or of the load balancer (``kube-apiserver-lb``)."""
+    return f"https://127.0.0.1:{ports.port(_PORTS[server])}"
+
+
+def server_kubeconfig(server: str) -> Path:
+    """The admin's kubeconfig for one API server or the load balancer (``admin.kubeconfig`` is the first's)."""
+    return kubeconfig_path() if server == "kube-apiserver" else _kube_dir() / f"admin-{server}.kubeconfig"
+
+
+def write_server_kubeconfig(server: str, ca: Path) -> Path:
+    """The admin's kubeconfig for ``server`` (made at every start, as the others are)."""
+    path = server_kubeconfig(server)
+    token = _tokens()["admin"]
+    user = _IDENTITIES["admin"][0]
+    _write_private(path, json.dumps(_kubeconfig(user, token, apiserver_url(server), ca), indent=2) + "\n")
+    return path
+
+
+def write_both_ca() -> Path:
+    """Concatenate both servers' certificates (each file holds a certificate and the CA that signed it)."""
+    text = "".join(serving_ca(server).read_text() for server in ("kube-apiserver", "kube-apiserver-2"))
+    _write_private(both_ca(), text)
+    return both_ca()
 
 
 def ensure_credentials(server: str) -> None:
@@ -82,7 +122,8 @@ def ensure_credentials(server: str) -> None:
     if not (sa_key().is_file() and sa_pub().is_file()):
         _make_service_account_keys(server)
     for name, (user, _groups) in _IDENTITIES.items():
-        _write_private(kubeconfig_path(name), json.dumps(_kubeconfig(user, tokens[name]), indent=2) + "\n")
+        config = _kubeconfig(user, tokens[name], apiserver_url(), serving_ca())
+        _write_private(kubeconfig_path(name), json.dumps(config, indent=2) + "\n")
 
 
 def _tokens() -> dict[str, str]:
@@ -135,9 +176,9 @@ def _make_service_account_keys(server: str) -> None:
     pub_tmp.replace(sa_pub())
 
 
-def _kubeconfig(user: str, token: str) -> dict[str, Any]:
+def _kubeconfig(user: str, token: str, server: str, ca: Path) -> dict[str, Any]:
     # JSON is YAML, so every kubeconfig reader takes it and no YAML library is needed here.
-    cluster = {"server": apiserver_url(), "certificate-authority": str(serving_ca())}
+    cluster = {"server": server, "certificate-authority": str(ca)}
     context = {"cluster": "devstack", "user": user, "namespace": "default"}
     return {
         "apiVersion": "v1",
@@ -165,19 +206,31 @@ def https_ok(url: str, cafile: Path | None = None, timeout: float = 2.0) -> bool
     return True
 
 
-def admin_request(method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One admin call to the apiserver (stdlib only, so starting kwok needs no client library)."""
+def admin_request(
+    method: str, path: str, body: Mapping[str, Any] | None = None, *, server: str = "kube-apiserver"
+) -> dict[str, Any]:
+    """One admin call to an apiserver (stdlib only, so starting kwok needs no client library)."""
+    answer: dict[str, Any] = json.loads(_admin_call(method, path, body, server, "application/json"))
+    return answer
+
+
+def admin_text(path: str, *, server: str = "kube-apiserver") -> str:
+    """An admin GET of a text endpoint (``/metrics``) of one API server."""
+    return _admin_call("GET", path, None, server, "text/plain").decode()
+
+
+def _admin_call(method: str, path: str, body: Mapping[str, Any] | None, server: str, accept: str) -> bytes:
     request = urllib.request.Request(  # noqa: S310 - our loopback apiserver
-        apiserver_url() + path,
+        apiserver_url(server) + path,
         method=method,
         data=json.dumps(body).encode() if body is not None else None,
         headers={
             "Authorization": f"Bearer {_tokens().get('admin', '')}",
-            "Accept": "application/json",
+            "Accept": accept,
             "Content-Type": "application/merge-patch+json" if method == "PATCH" else "application/json",
         },
     )
-    context = ssl.create_default_context(cafile=str(serving_ca()))
+    context = ssl.create_default_context(cafile=str(serving_ca(server)))
     with urllib.request.urlopen(request, timeout=10, context=context) as resp:  # noqa: S310
-        answer: dict[str, Any] = json.load(resp)
-    return answer
+        data: bytes = resp.read()
+    return data

@@ -21,6 +21,9 @@ _DEFAULTS = {
     "ETCD": 22379,
     "ETCD_PEER": 22380,
     "KUBE_APISERVER": 26443,
+    # The second API server on the same etcd, and the TCP load balancer in front of both.
+    "KUBE_APISERVER_2": 26444,
+    "KUBE_APISERVER_LB": 26445,
     "KUBE_CONTROLLER_MANAGER": 20257,
     "KUBE_SCHEDULER": 20259,
     "KWOK": 20247,

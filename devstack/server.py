@@ -19,6 +19,9 @@ class Server(abc.ABC):
     after: Sequence[str] = ()
     #: Seconds ``up`` waits for ``probe`` after ``start``.
     ready_timeout: float = 120.0
+    #: Started when no server is named (``up``, the tests' ``stack`` fixture); False: only when named
+    #: or needed by a named one. ``down``, ``status`` and ``provision`` with no name cover every server.
+    default: bool = True
 
     @abc.abstractmethod
     def ports(self) -> Sequence[int]: ...

@@ -10,31 +10,44 @@ from devstack import process
 from devstack.errors import StackError
 from devstack.server import Server
 
-__all__ = ["KUBE_GROUP", "Server", "all_servers", "down", "env", "provision", "select", "status", "up"]
+__all__ = [
+    "GROUPS",
+    "KUBE_GROUP",
+    "KUBE_HA_GROUP",
+    "Server",
+    "all_servers",
+    "down",
+    "env",
+    "provision",
+    "select",
+    "status",
+    "up",
+]
 
 log = logging.getLogger("devstack")
 
 
 def all_servers() -> list[Server]:
     # Imported here so `python -m devstack status` does not pay for every module.
-    from devstack import https_proxy, kafka, kube, search
+    from devstack import https_proxy, kafka, kube, kube_lb, search
 
-    return [*kafka.SERVERS, *search.SERVERS, *https_proxy.SERVERS, *kube.SERVERS]
+    return [*kafka.SERVERS, *search.SERVERS, *https_proxy.SERVERS, *kube.SERVERS, *kube_lb.SERVERS]
 
 
-def select(names: Iterable[str]) -> list[Server]:
+def select(names: Iterable[str], *, every: bool = False) -> list[Server]:
+    """The named servers (or groups) and what they need, in start order. No name: the default
+    servers, or with ``every`` all of them (what ``down`` and ``status`` act on)."""
     servers = all_servers()
     wanted = list(names)
     if not wanted:
-        return servers
+        return [s for s in servers if every or s.default]
     by_name = {s.name: s for s in servers}
-    groups = {"kube": [s.name for s in servers if s.name in KUBE_GROUP]}
     chosen: list[str] = []
     for name in wanted:
-        expanded = groups.get(name, [name])
+        expanded = sorted(GROUPS[name]) if name in GROUPS else [name]
         for item in expanded:
             if item not in by_name:
-                known = ", ".join([*by_name, *groups])
+                known = ", ".join([*by_name, *GROUPS])
                 raise StackError(item, f"no such server (known: {known})")
             chosen.append(item)
     # Pull in what the chosen ones need, then keep the registry's order.
@@ -49,6 +62,9 @@ def select(names: Iterable[str]) -> list[Server]:
 
 
 KUBE_GROUP = {"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"}
+#: The second API server and the load balancer in front of both (not started by default).
+KUBE_HA_GROUP = {"kube-apiserver-2", "kube-apiserver-lb"}
+GROUPS = {"kube": KUBE_GROUP, "kube-ha": KUBE_HA_GROUP}
 
 
 def provision(servers: Sequence[Server]) -> None:

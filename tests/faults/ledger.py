@@ -23,6 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from devstack import offsets, transient, wait
+from devstack.faults import ledger_line
 from devstack.worker import Worker, metric
 from tests.e2e.helpers import now_rfc3339, once_consumed
 
@@ -42,11 +43,10 @@ class Figures:
         return len(self.missing)
 
     def line(self, case: str) -> str:
-        extra = " ".join(f"{k}={v}" for k, v in self.extra.items())
-        return (
-            f"LEDGER case={case} produced={self.produced} indexed={self.indexed} lost={self.lost} "
-            f"unexpected={self.unexpected} redeliveries={self.redeliveries} {extra}"
-        ).strip()
+        """``LEDGER case=... produced=...``: what ``scripts/dev faults`` adds up (devstack.faults)."""
+        counts = {"produced": self.produced, "indexed": self.indexed, "lost": self.lost,
+                  "unexpected": self.unexpected, "redeliveries": self.redeliveries}  # fmt: skip
+        return ledger_line(case, {**counts, **self.extra})
 
 
 class Generator:
@@ -57,6 +57,8 @@ class Generator:
         self.namespace = namespace
         self.rate = rate
         self.versions: set[str] = set()
+        #: (monotonic time the write was sent, the version it made), in order.
+        self.written: list[tuple[float, str]] = []
         self.errors = 0
         self._counts: dict[str, int] = {}
         self._random = random.Random(seed)
@@ -93,7 +95,9 @@ class Generator:
                     self._serial += 1
                     made = self._create(name)
                     self._counts[name] = 1
-                self.versions.add(f"{made.metadata.uid}:{made.metadata.resource_version}")
+                version = f"{made.metadata.uid}:{made.metadata.resource_version}"
+                self.versions.add(version)
+                self.written.append((started, version))
             except (ApiException, OSError, Exception):  # the API may be down on purpose
                 self.errors += 1
                 self._stop.wait(0.5)
@@ -121,6 +125,25 @@ class Generator:
         wait.until(f"{count} versions written", lambda: len(self.versions), timeout=timeout,
                    ready=lambda n: n >= count)  # fmt: skip
 
+    def write_new(self) -> str:
+        """One new event now, from the caller's thread while the generator is stopped; its version
+        joins the ledger. A new event has no older version a relist could hide."""
+        if self._thread is not None and self._thread.is_alive():
+            raise RuntimeError("the generator is writing: stop it first")
+        started = time.monotonic()
+        name = f"gen-{self._serial}"
+        self._serial += 1  # a retry after a lost answer takes a new name; reconcile() finds this one
+        made = self._create(name)
+        self._counts[name] = 1
+        version = f"{made.metadata.uid}:{made.metadata.resource_version}"
+        self.versions.add(version)
+        self.written.append((started, version))
+        return version
+
+    def first_written_after(self, since: float) -> str | None:
+        """The first version whose write was sent at ``since`` or later (None: none yet)."""
+        return next((version for sent, version in list(self.written) if sent >= since), None)
+
     def reconcile(self) -> None:
         """Add the current version of every event: a write whose answer was lost did happen."""
         # Right after a fault the API server may still answer 5xx/429 or refuse connections.
@@ -144,6 +167,37 @@ def indexed_versions(engine: Any, prefix: str) -> dict[str, int]:
         ignore_unavailable=True,
     )
     return {hit["_id"]: int(hit.get("_version", 1)) for hit in found["hits"]["hits"]}
+
+
+def is_indexed(engine: Any, prefix: str, version: str) -> bool:
+    engine.indices.refresh(index=f"{prefix}-*", allow_no_indices=True, ignore_unavailable=True)
+    found = engine.search(
+        index=f"{prefix}-*",
+        body={"query": {"ids": {"values": [version]}}, "size": 0},
+        allow_no_indices=True,
+        ignore_unavailable=True,
+    )
+    return int(found["hits"]["total"]["value"]) > 0
+
+
+#: How long :func:`resume_seconds` waits; past it the case is stalled (``resume_s=inf``).
+RESUME_TIMEOUT = 120.0
+
+
+def resume_seconds(generator: Generator, engine: Any, prefix: str, since: float) -> float:
+    """Seconds from ``since`` (the end of a fault) until the first version written after it is indexed:
+    how long the pipeline took to deliver again. ``inf`` if that took over ``RESUME_TIMEOUT``; the
+    ledger then counts what never arrived."""
+    try:
+        first = wait.until("a version written after the fault", lambda: generator.first_written_after(since),
+                           timeout=RESUME_TIMEOUT, interval=0.05)  # fmt: skip
+        assert first is not None
+        remaining = max(1.0, RESUME_TIMEOUT - (time.monotonic() - since))
+        wait.until(f"{first} indexed", lambda: is_indexed(engine, prefix, first), timeout=remaining, interval=0.2,
+                   not_yet=transient.search)  # fmt: skip
+    except wait.WaitTimeout:
+        return float("inf")
+    return time.monotonic() - since
 
 
 def superseded(versions: set[str]) -> set[str]:

@@ -25,7 +25,16 @@ from kubernetes import client
 from devstack import ports, process, stack, transient, wait
 from devstack.worker import Worker, peer_env
 from tests.e2e.helpers import create_event, metric
-from tests.faults.ledger import Figures, Generator, indexed_versions, settle, superseded, topic_versions, where_lost
+from tests.faults.ledger import (
+    Figures,
+    Generator,
+    indexed_versions,
+    resume_seconds,
+    settle,
+    superseded,
+    topic_versions,
+    where_lost,
+)
 
 pytestmark = [pytest.mark.stack, pytest.mark.faults, pytest.mark.slow]
 
@@ -63,15 +72,22 @@ def run_case(
     measure: Callable[[Case, Figures], None] | None = None,
 ) -> Figures:
     """Generator on, ``BEFORE`` versions, the fault, ``AFTER`` more versions, settle, the ledger;
-    print the LEDGER line, then assert nothing lost and nothing unexpected."""
-    # Writes must start only once the watch streams: a version superseded before the first LIST
-    # read the scope is invisible to any LIST (the loss issue 17 found, /readyz now waits for it).
-    wait.until("the worker leading with its watch streaming", lambda: leader_of([worker]), timeout=60)
+    print the LEDGER line, then assert nothing lost and nothing unexpected. ``resume_s`` on the line:
+    from ``inject``'s return until the first version written after it was indexed."""
+    # Writes start once the watch streams: a version superseded before the first LIST read the scope
+    # is invisible to any LIST (the loss issue 17 found; /readyz now waits for the LIST too).
+    wait.until("the worker's watch streaming", lambda: metric(worker.metrics(), "k8sev_watch_up"), timeout=60,
+               ready=lambda up: up == 1)  # fmt: skip
     case = Case(worker, Generator(client.CoreV1Api(kube_client), namespace, rate=20).start())
     try:
         case.generator.wait_written(BEFORE)
         inject(case)
-        case.generator.start().wait_written(len(case.generator.versions) + AFTER)
+        fault_ended = time.monotonic()
+        target = len(case.generator.versions) + AFTER
+        case.generator.start()
+        resumed = resume_seconds(case.generator, engine, case.worker.index_prefix, fault_ended)
+        case.extra["resume_s"] = f"{resumed:.1f}"
+        case.generator.wait_written(target)
         figures = settle(case.generator, case.worker, engine, unrecoverable=case.unrecoverable)
         figures.extra.update(case.extra)
         if measure:

@@ -237,3 +237,29 @@ def test_kube_and_kafka_errors_while_servers_start_are_not_yet() -> None:
     assert transient.kafka(errors.KafkaConnectionError())
     assert transient.kafka(errors.CoordinatorLoadInProgressError())
     assert not transient.kafka(errors.TopicAuthorizationFailedError())
+
+
+def test_the_second_api_server_and_its_load_balancer_start_only_when_named() -> None:
+    from devstack import stack
+
+    default = [s.name for s in stack.select([])]
+    every = [s.name for s in stack.select([], every=True)]
+    assert "kube-apiserver" in default
+    assert not {"kube-apiserver-2", "kube-apiserver-lb"} & set(default)
+    assert every == [*default[: default.index("kube-apiserver") + 1], "kube-apiserver-2",
+                     *default[default.index("kube-apiserver") + 1 :], "kube-apiserver-lb"]  # fmt: skip
+    # The load balancer pulls in both servers and their etcd, and starts after them.
+    assert [s.name for s in stack.select(["kube-apiserver-lb"])] == [
+        "etcd", "kube-apiserver", "kube-apiserver-2", "kube-apiserver-lb"]  # fmt: skip
+    assert [s.name for s in stack.select(["kube-ha"])] == [s.name for s in stack.select(["kube-apiserver-lb"])]
+
+
+def test_the_second_api_server_has_a_port_and_certificates_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from devstack import kube_auth
+
+    monkeypatch.setenv("DEVSTACK_PORT_KUBE_APISERVER", "16443")
+    monkeypatch.setenv("DEVSTACK_PORT_KUBE_APISERVER_2", "16444")
+    assert kube_auth.apiserver_url("kube-apiserver-2") == "https://127.0.0.1:16444"
+    assert kube_auth.apiserver_url() == "https://127.0.0.1:16443"
+    assert kube_auth.serving_ca("kube-apiserver-2") != kube_auth.serving_ca()
+    assert kube_auth.server_kubeconfig("kube-apiserver") == kube_auth.kubeconfig_path()
