@@ -27,11 +27,19 @@ T = TypeVar("T")
 META = "involvedObjectMeta"
 
 
+class ArchiveBusy(Exception):
+    """``kubectl eventlog`` was answered 503: the worker's first bulk has just created the index and its
+    shard is not started yet (seen: a search 0.1 s after the index was created)."""
+
+
 def wait_for(
     what: str, probe: Callable[[], T | None], timeout: float = 120.0, detail: Callable[[], str] | None = None
 ) -> T:
+    def busy(exc: Exception) -> bool:
+        return isinstance(exc, ArchiveBusy)
+
     found = wait.until(
-        what, probe, timeout=timeout, not_yet=transient.any_of(transient.http, transient.search), detail=detail
+        what, probe, timeout=timeout, not_yet=transient.any_of(transient.http, transient.search, busy), detail=detail
     )
     assert found is not None
     return found
@@ -51,6 +59,8 @@ def eventlog(worker: Worker, *argv: str) -> list[dict[str, Any]]:
     done = subprocess.run(
         [str(bin_dir / "kubectl-eventlog"), *argv], env=env, capture_output=True, text=True, timeout=60
     )
+    if done.returncode != 0 and "search engine answered 503" in done.stderr:
+        raise ArchiveBusy(done.stderr.strip())
     assert done.returncode == 0, done.stderr
     return list(json.loads(done.stdout)["items"])
 
