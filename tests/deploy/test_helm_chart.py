@@ -15,6 +15,7 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,6 +29,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from devstack import transient, wait
 from streams.explorer.handlers import Explorer
+from streams.leader import CHECKPOINT_ANNOTATION, Checkpoint, micro_time
 from streams.settings import Settings, SettingsError
 from tests.deploy.helpers import CHART_DIR, CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, ROOT, defaults, find, load_yaml
 from tests.deploy.rbac import (
@@ -35,6 +37,7 @@ from tests.deploy.rbac import (
     admin_cluster,
     assert_least_privilege,
     assert_restricted_pod_security,
+    assert_streams_privilege,
     service_account_token,
     token_client,
 )
@@ -1180,3 +1183,117 @@ def test_the_streams_deployment_scales_with_an_hpa_the_ingest_one_never() -> Non
 def test_the_split_topology_refuses_a_role_of_its_own(sets: tuple[str, ...], message: str) -> None:
     with pytest.raises(ToolError, match=message):
         render_chart(CHART_DIR, RELEASE, NAMESPACE, sets=sets)
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_helm_install_of_the_split_layout_gives_each_role_its_least_privilege(
+    release: str,
+    release_namespace: str,
+    other_namespace: str,
+    kube_client: client.ApiClient,
+    stack: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    kubeconfig = stack["KUBECONFIG"]
+    install(release, release_namespace, kubeconfig)
+    objects = manifest_objects(release, release_namespace, kubeconfig)
+    fullname = f"{release}-k8s-event-streams"
+    apps = client.AppsV1Api(kube_client)
+    core = client.CoreV1Api(kube_client)
+    for role in ("ingest", "streams"):
+        name = f"{fullname}-{role}"
+        assert apps.read_namespaced_deployment(name, release_namespace).status.available_replicas == 2, name
+        assert_restricted_pod_security(core, release_namespace, find(objects, "Deployment", name)["spec"]["template"])
+    server, ca = admin_cluster(kubeconfig)
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(ca)
+    ingest = token_client(server, ca_file, service_account_token(core, fullname, release_namespace))
+    streams = token_client(server, ca_file, service_account_token(core, f"{fullname}-streams", release_namespace))
+    try:
+        # The ingest pods serve no explorer: Events and the Lease, and not even the reviews.
+        assert_least_privilege(ingest, release_namespace, other_namespace, explorer=False)
+        assert_streams_privilege(streams, release_namespace, other_namespace)
+    finally:
+        ingest.close()
+        streams.close()
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_helm_upgrade_from_all_in_one_to_split_keeps_the_lease_and_its_checkpoint(
+    release: str, release_namespace: str, kube_client: client.ApiClient, stack: dict[str, str]
+) -> None:
+    kubeconfig = stack["KUBECONFIG"]
+    install(release, release_namespace, kubeconfig, *ALL_IN_ONE)
+    fullname = f"{release}-k8s-event-streams"
+    apps = client.AppsV1Api(kube_client)
+    core = client.CoreV1Api(kube_client)
+    leases = client.CoordinationV1Api(kube_client)
+    before = {
+        o["metadata"]["name"]
+        for o in manifest_objects(release, release_namespace, kubeconfig)
+        if o["kind"] == "Deployment"
+    }
+    # kwok's pods run no worker: write the Lease as the leading all-in-one worker would (streams/leader.py:
+    # the elector's name and namespace from the settings, the checkpoint annotation, a renewed spec).
+    config = core.read_namespaced_config_map(fullname, release_namespace).data
+    lease_name = Settings.from_env({**config, "K8SEV_IDENTITY": "p"}).lease.name
+    checkpoint = Checkpoint()
+    checkpoint.set("", "123456", datetime.now(UTC))
+    now = micro_time(datetime.now(UTC))
+    body = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": lease_name, "annotations": {CHECKPOINT_ANNOTATION: checkpoint.encode()}},
+        "spec": {
+            "holderIdentity": f"{fullname}-abc12-xyz34",
+            "leaseDurationSeconds": 15,
+            "acquireTime": now,
+            "renewTime": now,
+            "leaseTransitions": 0,
+        },
+    }
+    leases.create_namespaced_lease(release_namespace, body)
+    held = leases.read_namespaced_lease(lease_name, release_namespace)
+    account = core.read_namespaced_service_account(fullname, release_namespace)
+
+    helm(
+        "upgrade",
+        release,
+        str(CHART_DIR),
+        "--namespace",
+        release_namespace,
+        "--reuse-values",
+        "--set",
+        "topology=split",
+        "--wait",
+        "--timeout",
+        "3m",
+        kubeconfig=kubeconfig,
+        timeout=240,
+    )
+    after = manifest_objects(release, release_namespace, kubeconfig)
+    deployments = {o["metadata"]["name"]: o for o in after if o["kind"] == "Deployment"}
+    assert set(deployments) == {f"{fullname}-ingest", f"{fullname}-streams"} and fullname in before
+    wait.until(
+        "the all-in-one Deployment gone",
+        lambda: (
+            not [d for d in apps.list_namespaced_deployment(release_namespace).items if d.metadata.name == fullname]
+        ),
+        timeout=60,
+        not_yet=transient.kube,
+    )
+    kept = leases.read_namespaced_lease(lease_name, release_namespace)
+    assert (kept.metadata.uid, kept.metadata.resource_version) == (held.metadata.uid, held.metadata.resource_version)
+    assert Checkpoint.decode(kept.metadata.annotations[CHECKPOINT_ANNOTATION]).get("") == checkpoint.get("")
+    assert kept.spec.holder_identity == held.spec.holder_identity
+    # The ingest pods elect on that same Lease: its name from the settings, its namespace their own.
+    ingest = role_environment(after, f"{fullname}-ingest")
+    settings = Settings.from_env({**ingest, "K8SEV_LEASE_NAMESPACE": release_namespace})
+    assert (settings.lease.name, settings.runs_ingest) == (lease_name, True)
+    assert "K8SEV_LEASE_NAMESPACE" not in ingest
+    assert deployments[f"{fullname}-ingest"]["metadata"]["namespace"] == kept.metadata.namespace == release_namespace
+    # And they run as the account the all-in-one workers had (the same object, the Lease's Role bound).
+    assert deployments[f"{fullname}-ingest"]["spec"]["template"]["spec"]["serviceAccountName"] == fullname
+    assert core.read_namespaced_service_account(fullname, release_namespace).metadata.uid == account.metadata.uid
