@@ -12,6 +12,7 @@ import contextlib
 import copy
 import importlib.util
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
@@ -31,7 +32,18 @@ from devstack import transient, wait
 from streams.explorer.handlers import Explorer
 from streams.leader import CHECKPOINT_ANNOTATION, Checkpoint, micro_time
 from streams.settings import Settings, SettingsError
-from tests.deploy.helpers import CHART_DIR, CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, ROOT, defaults, find, load_yaml
+from tests.deploy.helpers import (
+    CHART_DIR,
+    CLUSTER_SCOPED,
+    DEPLOY_DOC,
+    K8S_DIR,
+    ROOT,
+    defaults,
+    find,
+    granted_rules,
+    load_yaml,
+    role_environment,
+)
 from tests.deploy.rbac import (
     RESTRICTED,
     admin_cluster,
@@ -1013,28 +1025,6 @@ def split_rendered() -> list[dict[str, Any]]:
     return render_chart(CHART_DIR, RELEASE, NAMESPACE)
 
 
-def role_environment(objects: list[dict[str, Any]], deployment: str) -> dict[str, str]:
-    """What one Deployment's worker process sees (its ConfigMap overlaid by its literal env)."""
-    (worker,) = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
-    (source,) = worker["envFrom"]
-    data = find(objects, "ConfigMap", source["configMapRef"]["name"])["data"]
-    literal = {e["name"]: e["value"] for e in worker["env"] if "value" in e and "$(" not in e["value"]}
-    return {**data, **literal, "K8SEV_IDENTITY": "the-pod"}
-
-
-def granted_rules(objects: list[dict[str, Any]], account: str) -> set[tuple[str, str, str]]:
-    """Every (apiGroup, resource, verb) the chart's bindings give the ServiceAccount ``account``."""
-    roles = {(o["kind"], o["metadata"]["name"]): o for o in objects if o["kind"] in ("ClusterRole", "Role")}
-    granted = set()
-    for binding in (o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")):
-        if not any(s["kind"] == "ServiceAccount" and s["name"] == account for s in binding["subjects"]):
-            continue
-        role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
-        for rule in role["rules"]:
-            granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    return granted
-
-
 REVIEWS = {
     ("authentication.k8s.io", "tokenreviews", "create"),
     ("authorization.k8s.io", "subjectaccessreviews", "create"),
@@ -1297,3 +1287,76 @@ def test_helm_upgrade_from_all_in_one_to_split_keeps_the_lease_and_its_checkpoin
     # And they run as the account the all-in-one workers had (the same object, the Lease's Role bound).
     assert deployments[f"{fullname}-ingest"]["spec"]["template"]["spec"]["serviceAccountName"] == fullname
     assert core.read_namespaced_service_account(fullname, release_namespace).metadata.uid == account.metadata.uid
+
+
+def split_overlay(tmp_path: Path) -> list[dict[str, Any]]:
+    """k8s/ with components/split, as docs/deploy.md's overlay has it."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    spec = {
+        "resources": [os.path.relpath(K8S_DIR, overlay)],
+        "components": [os.path.relpath(K8S_DIR / "components" / "split", overlay)],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+    return kustomize_build(overlay)
+
+
+def test_kustomize_split_gives_each_role_what_the_chart_gives_it(
+    split_rendered: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    ours = split_overlay(tmp_path)
+    # kustomize keeps the base Deployment's name for the streams one (a patch cannot rename).
+    names = {"ingest": ("k8s-event-streams-ingest", INGEST), "streams": ("k8s-event-streams", STREAMS)}
+    accounts = {"ingest": ("k8s-event-streams", FULLNAME), "streams": ("k8s-event-streams-streams", STREAMS)}
+    for role, (kustomized, charted) in names.items():
+        ours_pod = find(ours, "Deployment", kustomized)["spec"]["template"]
+        chart_pod = find(split_rendered, "Deployment", charted)["spec"]["template"]
+        assert ours_pod["metadata"]["labels"][ROLE_LABEL] == chart_pod["metadata"]["labels"][ROLE_LABEL] == role
+        assert ours_pod["spec"]["serviceAccountName"] == accounts[role][0]
+        assert chart_pod["spec"]["serviceAccountName"] == accounts[role][1]
+        assert granted_rules(ours, accounts[role][0]) == granted_rules(split_rendered, accounts[role][1]), role
+        assert Settings.from_env(role_environment(ours, kustomized)) == Settings.from_env(
+            role_environment(split_rendered, charted)
+        ), role
+        for field in ("securityContext", "volumes", "terminationGracePeriodSeconds"):
+            assert ours_pod["spec"][field] == chart_pod["spec"][field], (role, field)
+    assert granted_rules(ours, "k8s-event-streams-streams") == REVIEWS
+    assert granted_rules(ours, "k8s-event-streams") == EVENTS | LEASE
+    ingest_labels = find(ours, "Deployment", "k8s-event-streams-ingest")["spec"]["template"]["metadata"]["labels"]
+    streams_labels = find(ours, "Deployment", "k8s-event-streams")["spec"]["template"]["metadata"]["labels"]
+    for selector, wanted in (
+        (find(ours, "Service", "k8s-event-streams")["spec"]["selector"], (False, True)),
+        (find(ours, "Service", "k8s-event-streams-ingest")["spec"]["selector"], (True, False)),
+        (find(ours, "PodDisruptionBudget", "k8s-event-streams")["spec"]["selector"]["matchLabels"], (False, True)),
+        (
+            find(ours, "PodDisruptionBudget", "k8s-event-streams-ingest")["spec"]["selector"]["matchLabels"],
+            (True, False),
+        ),
+        (find(ours, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], (True, True)),
+        (find(ours, "NetworkPolicy")["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"], (True, True)),
+    ):
+        assert (selector.items() <= ingest_labels.items(), selector.items() <= streams_labels.items()) == wanted
+
+
+def test_the_kustomize_ingest_deployment_is_the_base_one_with_its_role(tmp_path: Path) -> None:
+    """components/split/deployment-ingest.yaml is a copy: it must differ from k8s/deployment.yaml only
+    where the role needs it, so a change to the base is made to it too."""
+    base = load_yaml(K8S_DIR / "deployment.yaml")
+    ingest = load_yaml(K8S_DIR / "components" / "split" / "deployment-ingest.yaml")
+    expected = copy.deepcopy(base)
+    expected["metadata"]["name"] = "k8s-event-streams-ingest"
+    role = {ROLE_LABEL: "ingest"}
+    for labels in (
+        expected["metadata"]["labels"],
+        expected["spec"]["selector"]["matchLabels"],
+        expected["spec"]["template"]["metadata"]["labels"],
+        expected["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ][0]["podAffinityTerm"]["labelSelector"]["matchLabels"],
+    ):
+        labels.update(role)
+    expected["spec"]["template"]["spec"]["containers"][0]["env"] += [
+        {"name": "K8SEV_ROLE", "value": "ingest"},
+        {"name": "K8SEV_EXPLORER", "value": "false"},
+    ]
+    assert ingest == expected
