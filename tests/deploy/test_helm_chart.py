@@ -1168,6 +1168,9 @@ def test_the_streams_deployment_scales_with_an_hpa_the_ingest_one_never() -> Non
         (("role=ingest",), "role=ingest with topology=split"),
         (("ingest=false",), "ingest=false with topology=split"),
         (("topology=both",), "topology"),
+        # The Deployments set it (env wins over the ConfigMap): a value there would be silently ignored.
+        (("extraEnv.K8SEV_ROLE=ingest",), "extraEnv.K8SEV_ROLE: the chart sets K8SEV_ROLE itself"),
+        (("topology=allInOne", "extraEnv.K8SEV_ROLE=ingest"), "extraEnv.K8SEV_ROLE: the chart sets K8SEV_ROLE"),
     ],
 )
 def test_the_split_topology_refuses_a_role_of_its_own(sets: tuple[str, ...], message: str) -> None:
