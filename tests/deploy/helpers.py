@@ -57,3 +57,25 @@ def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> d
     matches = [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
     assert len(matches) == 1, f"expected one {kind} {name or ''}, found {len(matches)}"
     return matches[0]
+
+
+def granted_rules(objects: list[dict[str, Any]], account: str) -> set[tuple[str, str, str]]:
+    """Every (apiGroup, resource, verb) the objects' bindings give the ServiceAccount ``account``."""
+    roles = {(o["kind"], o["metadata"]["name"]): o for o in objects if o["kind"] in ("ClusterRole", "Role")}
+    granted = set()
+    for binding in (o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")):
+        if not any(s["kind"] == "ServiceAccount" and s["name"] == account for s in binding["subjects"]):
+            continue
+        role = roles[(binding["roleRef"]["kind"], binding["roleRef"]["name"])]
+        for rule in role["rules"]:
+            granted |= {(g, r, v) for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    return granted
+
+
+def role_environment(objects: list[dict[str, Any]], deployment: str) -> dict[str, str]:
+    """What one Deployment's worker process sees (its ConfigMap overlaid by its literal env)."""
+    (worker,) = find(objects, "Deployment", deployment)["spec"]["template"]["spec"]["containers"]
+    (source,) = worker["envFrom"]
+    data = find(objects, "ConfigMap", source["configMapRef"]["name"])["data"]
+    literal = {e["name"]: e["value"] for e in worker["env"] if "value" in e and "$(" not in e["value"]}
+    return {**data, **literal, "K8SEV_IDENTITY": "the-pod"}

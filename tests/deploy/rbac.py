@@ -5,6 +5,10 @@ a TokenRequest token of the worker's ServiceAccount lists and watches Events in 
 a Lease in its own, creates token and access reviews (the explorer's auth), and is refused (403) Secrets,
 Pods, creating Events and other namespaces' Leases.
 A pod from the Deployment's template passes the "restricted" Pod Security Standard.
+
+The chart's split topology gives each role its account: the ingest pods' token faces the same probes
+without the reviews (``explorer=False``: it serves no explorer, so they are refused), and the streams
+pods' token (:func:`assert_streams_privilege`) may create the reviews and nothing else.
 """
 
 from __future__ import annotations
@@ -89,10 +93,58 @@ def status_of(call: Any) -> int:
     return int(response.status)
 
 
-def assert_least_privilege(sa: client.ApiClient, namespace: str, other: str) -> None:
+def _review_calls(sa: client.ApiClient) -> dict[str, Any]:
+    raw = {"_preload_content": False}
+    return {
+        # The explorer's K8SEV_EXPLORER_AUTH=kubernetes asks the API server who a token is and what it may do.
+        "create a token review": lambda: client.AuthenticationV1Api(sa).create_token_review(
+            {"spec": {"token": "not-a-token"}}, **raw
+        ),
+        "create a subject access review": lambda: client.AuthorizationV1Api(sa).create_subject_access_review(
+            {"spec": {"user": "nobody", "resourceAttributes": {"verb": "list", "resource": "events"}}}, **raw
+        ),
+    }
+
+
+def _judge(allowed: dict[str, Any], refused: dict[str, Any]) -> None:
+    outcome = {what: status_of(call) for what, call in allowed.items()}
+    denied = {what: status for what, status in outcome.items() if not 200 <= status < 300}
+    assert denied == {}, f"the worker's token was refused what it needs: {denied}"
+    outcome = {what: status_of(call) for what, call in refused.items()}
+    granted = {what: status for what, status in outcome.items() if status != 403}
+    assert granted == {}, f"the worker's token was not refused (403) these: {granted}"
+
+
+def assert_streams_privilege(sa: client.ApiClient, namespace: str, other: str) -> None:
+    """``sa`` (a streams pod's token, split topology) may create the explorer's reviews, and is refused
+    every Event, every Lease (its namespace's ingest Lease too), Secrets and Pods."""
+    sa_core = client.CoreV1Api(sa)
+    sa_events = client.EventsV1Api(sa)
+    sa_leases = client.CoordinationV1Api(sa)
+    raw = {"_preload_content": False}
+    lease = {"metadata": {"name": "probe-streams"}, "spec": {"holderIdentity": "test"}}
+    refused = {
+        "list events, all namespaces": lambda: sa_core.list_event_for_all_namespaces(limit=5, **raw),
+        "watch events, all namespaces": lambda: sa_core.list_event_for_all_namespaces(
+            watch=True, timeout_seconds=1, **raw
+        ),
+        "list events in its namespace": lambda: sa_core.list_namespaced_event(namespace, limit=5, **raw),
+        "list events in another namespace": lambda: sa_core.list_namespaced_event(other, limit=5, **raw),
+        "list events.k8s.io events": lambda: sa_events.list_event_for_all_namespaces(limit=5, **raw),
+        "read the ingest lease": lambda: sa_leases.read_namespaced_lease("k8s-event-streams-ingest", namespace, **raw),
+        "create a lease": lambda: sa_leases.create_namespaced_lease(namespace, lease, **raw),
+        "list leases": lambda: sa_leases.list_namespaced_lease(namespace, **raw),
+        "list secrets in its namespace": lambda: sa_core.list_namespaced_secret(namespace, **raw),
+        "list pods": lambda: sa_core.list_namespaced_pod(namespace, **raw),
+    }
+    _judge(_review_calls(sa), refused)
+
+
+def assert_least_privilege(sa: client.ApiClient, namespace: str, other: str, *, explorer: bool = True) -> None:
     """``sa`` (the worker's token, its ServiceAccount in ``namespace``) may watch Events and its Lease, no more.
 
     ``other`` is another namespace, existing, that the token must not touch beyond reading Events.
+    ``explorer``: the token's pods serve the explorer, so it may create the reviews (else: refused).
     """
     sa_core = client.CoreV1Api(sa)
     sa_events = client.EventsV1Api(sa)
@@ -121,13 +173,6 @@ def assert_least_privilege(sa: client.ApiClient, namespace: str, other: str) -> 
         "watch events.k8s.io events": lambda: sa_events.list_event_for_all_namespaces(
             watch=True, timeout_seconds=1, **raw
         ),
-        # The explorer's K8SEV_EXPLORER_AUTH=kubernetes asks the API server who a token is and what it may do.
-        "create a token review": lambda: client.AuthenticationV1Api(sa).create_token_review(
-            {"spec": {"token": "not-a-token"}}, **raw
-        ),
-        "create a subject access review": lambda: client.AuthorizationV1Api(sa).create_subject_access_review(
-            {"spec": {"user": "nobody", "resourceAttributes": {"verb": "list", "resource": "events"}}}, **raw
-        ),
         "create its lease": lambda: sa_leases.create_namespaced_lease(namespace, lease, **raw),
         "read its lease": lambda: sa_leases.read_namespaced_lease("probe", namespace, **raw),
         "update its lease": lambda: sa_leases.replace_namespaced_lease("probe", namespace, current(), **raw),
@@ -146,12 +191,8 @@ def assert_least_privilege(sa: client.ApiClient, namespace: str, other: str) -> 
         "create a lease in another namespace": lambda: sa_leases.create_namespaced_lease(other, lease, **raw),
         "list leases in another namespace": lambda: sa_leases.list_namespaced_lease("kube-system", **raw),
     }
-    outcome = {what: status_of(call) for what, call in allowed.items()}
-    denied = {what: status for what, status in outcome.items() if not 200 <= status < 300}
-    assert denied == {}, f"the worker's token was refused what it needs: {denied}"
-    outcome = {what: status_of(call) for what, call in refused.items()}
-    granted = {what: status for what, status in outcome.items() if status != 403}
-    assert granted == {}, f"the worker's token was not refused (403) these: {granted}"
+    (allowed if explorer else refused).update(_review_calls(sa))
+    _judge(allowed, refused)
 
 
 def pod_from_template(template: dict[str, Any]) -> dict[str, Any]:

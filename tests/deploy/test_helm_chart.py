@@ -12,9 +12,11 @@ import contextlib
 import copy
 import importlib.util
 import json
+import os
 import shutil
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,18 +30,32 @@ from kubernetes.dynamic.exceptions import NotFoundError
 
 from devstack import transient, wait
 from streams.explorer.handlers import Explorer
+from streams.leader import CHECKPOINT_ANNOTATION, Checkpoint, micro_time
 from streams.settings import Settings, SettingsError
-from tests.deploy.helpers import CHART_DIR, CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, ROOT, defaults, find, load_yaml
+from tests.deploy.helpers import (
+    CHART_DIR,
+    CLUSTER_SCOPED,
+    DEPLOY_DOC,
+    K8S_DIR,
+    ROOT,
+    defaults,
+    find,
+    granted_rules,
+    load_yaml,
+    role_environment,
+)
 from tests.deploy.rbac import (
     RESTRICTED,
     admin_cluster,
     assert_least_privilege,
     assert_restricted_pod_security,
+    assert_streams_privilege,
     service_account_token,
     token_client,
 )
 from tests.fixtures.stack import unique_name
-from tests.fixtures.tools import ToolError, helm, helm_template, kustomize_build, parse_objects, values_file
+from tests.fixtures.tools import ToolError, helm, kustomize_build, parse_objects, values_file
+from tests.fixtures.tools import helm_template as render_chart
 
 pytestmark = pytest.mark.deploy
 
@@ -47,12 +63,48 @@ NAMESPACE = "k8s-event-streams"
 RELEASE = "events"
 FULLNAME = f"{RELEASE}-k8s-event-streams"
 
+
+def helm_template(
+    chart: Path, release: str, namespace: str, *, topology: str = "allInOne", sets: tuple[str, ...] = (), **kw: Any
+) -> list[dict[str, Any]]:
+    """``helm template`` of one layout: allInOne unless asked (most tests here check what one worker
+    gets; the split layout's tests ask for it, and so does ``split_rendered``, the chart's default)."""
+    return render_chart(chart, release, namespace, sets=(f"topology={topology}", *sets), **kw)
+
+
 ALL_OPTIONS: dict[str, Any] = {
+    "topology": "allInOne",
     # What a parent chart passes down to every subchart.
     "global": {"imageRegistry": "registry.example.com"},
     "image": {"repository": "registry.example.com/k8s-event-streams", "tag": "9.9.9", "pullPolicy": "Always"},
     "imagePullSecrets": [{"name": "regcred"}],
     "replicas": 3,
+    # Unused with allInOne, but checked by the schema and lint all the same.
+    "split": {
+        "ingest": {"replicas": 3, "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}}},
+        "streams": {
+            "replicas": 4,
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+            "autoscaling": {
+                "enabled": True,
+                "minReplicas": 3,
+                "maxReplicas": 12,
+                "targetCPUUtilizationPercentage": 60,
+                "metrics": [
+                    {
+                        "type": "External",
+                        "external": {
+                            "metric": {
+                                "name": "k8sev_consumer_lag_records",
+                                "selector": {"matchLabels": {"stage": "dedup"}},
+                            },
+                            "target": {"type": "AverageValue", "averageValue": "10000"},
+                        },
+                    }
+                ],
+            },
+        },
+    },
     "cluster": "prod-eu",
     # Both away from their defaults, and a combination the worker accepts (role=ingest needs ingest).
     "role": "streams",
@@ -200,6 +252,8 @@ def k8sev_names(objects: list[dict[str, Any]]) -> set[str]:
 #: Values the chart gained after 0.1.0.
 ADDED_AFTER_0_1_0 = (
     "global",
+    "topology",
+    "split",
     "affinity",
     "topologySpreadConstraints",
     "priorityClassName",
@@ -225,7 +279,8 @@ def test_an_upgrade_with_reuse_values_from_0_1_0_renders_the_same_objects(
     for key in ADDED_AFTER_0_1_0:
         del values[key]
     (chart / "values.yaml").write_text(yaml.safe_dump(values))
-    old = helm_template(chart, RELEASE, NAMESPACE)
+    # No topology among 0.1.0's values: the one Deployment 0.1.0 rendered.
+    old = render_chart(chart, RELEASE, NAMESPACE)
     assert [(o["kind"], o["metadata"]["name"]) for o in old] == [(o["kind"], o["metadata"]["name"]) for o in rendered]
     assert find(old, "Deployment")["spec"] == find(rendered, "Deployment")["spec"]
     assert find(old, "ServiceAccount") == find(rendered, "ServiceAccount")
@@ -279,6 +334,8 @@ def test_the_default_affinity_spreads_the_workers_and_openshift_can_drop_the_fix
 def test_helm_lint_strict_passes_with_default_and_all_options(tmp_path: Path) -> None:
     helm("lint", "--strict", str(CHART_DIR))
     helm("lint", "--strict", str(CHART_DIR), "--values", str(values_file(tmp_path, ALL_OPTIONS)))
+    split = {**ALL_OPTIONS, "topology": "split", "role": "all", "ingest": True}
+    helm("lint", "--strict", str(CHART_DIR), "--values", str(values_file(tmp_path, split)))
 
 
 def test_the_default_rendering_holds_what_k8s_holds_but_the_namespace(rendered: list[dict[str, Any]]) -> None:
@@ -734,6 +791,10 @@ def test_the_deploy_doc_shows_the_helm_path() -> None:
 # --- on the real API server ----------------------------------------------------------------------
 
 
+#: ``helm install`` arguments of the all-in-one layout (the chart's default is split).
+ALL_IN_ONE = ("--set", "topology=allInOne")
+
+
 def install(release: str, namespace: str, kubeconfig: str, *args: str) -> None:
     helm(
         "install",
@@ -771,7 +832,8 @@ def release(release_namespace: str, kube_client: client.ApiClient, stack: dict[s
     rbac = client.RbacAuthorizationV1Api(kube_client)
     for delete in (rbac.delete_cluster_role, rbac.delete_cluster_role_binding):
         with contextlib.suppress(ApiException):
-            delete(f"{name}-k8s-event-streams-events-reader")
+            for suffix in ("events-reader", "reviewer"):
+                delete(f"{name}-k8s-event-streams-{suffix}")
 
 
 @pytest.mark.stack
@@ -790,9 +852,9 @@ def test_helm_install_gives_the_least_privilege_and_restricted_pods(
         install(release, release_namespace, kubeconfig, "--set", "replica=3")
     # So does a role the worker would refuse at start-up.
     with pytest.raises(ToolError, match=ROLE_REFUSED):
-        install(release, release_namespace, kubeconfig, "--set", "role=ingest", "--set", "ingest=false")
+        install(release, release_namespace, kubeconfig, *ALL_IN_ONE, "--set", "role=ingest", "--set", "ingest=false")
     assert helm("list", "--namespace", release_namespace, "--all", "--short", kubeconfig=kubeconfig).strip() == ""
-    install(release, release_namespace, kubeconfig)
+    install(release, release_namespace, kubeconfig, *ALL_IN_ONE)
     objects = manifest_objects(release, release_namespace, kubeconfig)
     fullname = f"{release}-k8s-event-streams"
     apps = client.AppsV1Api(kube_client)
@@ -849,7 +911,7 @@ def test_helm_upgrade_rolls_the_pods_and_uninstall_leaves_nothing(
     release: str, release_namespace: str, kube_client: client.ApiClient, stack: dict[str, str]
 ) -> None:
     kubeconfig = stack["KUBECONFIG"]
-    install(release, release_namespace, kubeconfig)
+    install(release, release_namespace, kubeconfig, *ALL_IN_ONE)
     fullname = f"{release}-k8s-event-streams"
     apps = client.AppsV1Api(kube_client)
     core = client.CoreV1Api(kube_client)
@@ -950,3 +1012,354 @@ def test_enrichment_grants_list_and_watch_on_exactly_the_resources_it_watches() 
     }
     enrich = Settings.from_env(worker_environment(objects)).enrich
     assert enrich.enabled and enrich.resources == ("v1/pods", "apps/v1/replicasets", "example.com/v1/widgets")
+
+
+# --- the split topology (the chart's default) ----------------------------------------------------
+
+ROLE_LABEL = "k8s-event-streams.io/role"
+INGEST, STREAMS = f"{FULLNAME}-ingest", f"{FULLNAME}-streams"
+
+
+@pytest.fixture(scope="module")
+def split_rendered() -> list[dict[str, Any]]:
+    return render_chart(CHART_DIR, RELEASE, NAMESPACE)
+
+
+REVIEWS = {
+    ("authentication.k8s.io", "tokenreviews", "create"),
+    ("authorization.k8s.io", "subjectaccessreviews", "create"),
+}
+EVENTS = {(g, "events", v) for g in ("", "events.k8s.io") for v in ("get", "list", "watch")}
+LEASE = {("coordination.k8s.io", "leases", v) for v in ("get", "create", "update")}
+
+
+def test_the_default_is_the_split_topology_with_an_account_per_role(split_rendered: list[dict[str, Any]]) -> None:
+    assert load_yaml(CHART_DIR / "values.yaml")["topology"] == "split"
+    assert sorted((o["kind"], o["metadata"]["name"]) for o in split_rendered) == sorted(
+        [
+            ("ServiceAccount", FULLNAME),
+            ("ServiceAccount", STREAMS),
+            ("ClusterRole", f"{FULLNAME}-events-reader"),
+            ("ClusterRoleBinding", f"{FULLNAME}-events-reader"),
+            ("ClusterRole", f"{FULLNAME}-reviewer"),
+            ("ClusterRoleBinding", f"{FULLNAME}-reviewer"),
+            ("Role", f"{FULLNAME}-lease"),
+            ("RoleBinding", f"{FULLNAME}-lease"),
+            ("ConfigMap", FULLNAME),
+            ("ConfigMap", f"{FULLNAME}-dashboard"),
+            ("Deployment", INGEST),
+            ("Deployment", STREAMS),
+            ("PodDisruptionBudget", INGEST),
+            ("PodDisruptionBudget", STREAMS),
+            ("Service", FULLNAME),
+            ("Service", INGEST),
+            ("NetworkPolicy", FULLNAME),
+        ]
+    )
+    accounts = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["serviceAccountName"]
+        for d in split_rendered
+        if d["kind"] == "Deployment"
+    }
+    # The ingest pods keep the all-in-one account (an upgrade keeps the Lease holder's bindings).
+    assert accounts == {INGEST: FULLNAME, STREAMS: STREAMS}
+    assert find(split_rendered, "Deployment", INGEST)["spec"]["replicas"] == 2
+    assert find(split_rendered, "Deployment", STREAMS)["spec"]["replicas"] == 2
+
+
+def test_each_role_gets_its_settings_and_the_same_lease(split_rendered: list[dict[str, Any]]) -> None:
+    ingest = Settings.from_env(role_environment(split_rendered, INGEST))
+    streams = Settings.from_env(role_environment(split_rendered, STREAMS))
+    assert (ingest.stages.role, ingest.runs_ingest, ingest.runs_streams) == ("ingest", True, False)
+    assert (streams.stages.role, streams.runs_ingest, streams.runs_streams) == ("streams", False, True)
+    # The explorer reads the count tables: the streams pods serve it, and only they are behind the Service.
+    assert (ingest.explorer.enabled, streams.explorer.enabled) == (False, True)
+    all_in_one = Settings.from_env(
+        {**worker_environment(helm_template(CHART_DIR, RELEASE, NAMESPACE)), "K8SEV_IDENTITY": "p"}
+    )
+    assert ingest.lease.name == all_in_one.lease.name == "k8s-event-streams-ingest"
+    assert ingest.lease.namespace == all_in_one.lease.namespace
+    ingest_env = role_environment(split_rendered, INGEST)
+    assert {k: v for k, v in ingest_env.items() if k.startswith("K8SEV_LEASE")} == {}
+
+
+def test_the_streams_account_gets_no_events_and_no_lease(split_rendered: list[dict[str, Any]]) -> None:
+    assert granted_rules(split_rendered, STREAMS) == REVIEWS
+    assert granted_rules(split_rendered, FULLNAME) == EVENTS | LEASE
+    # A shared token (or none) needs no reviews: the streams account then gets nothing at all.
+    token = render_chart(
+        CHART_DIR, RELEASE, NAMESPACE, set_strings=("explorer.auth.existingSecret=ui", "explorer.auth.tokenKey=token")
+    )
+    assert granted_rules(token, STREAMS) == set()
+    enriched = render_chart(CHART_DIR, RELEASE, NAMESPACE, sets=("enrich.enabled=true", "enrich.resources={v1/pods}"))
+    assert granted_rules(enriched, FULLNAME) == EVENTS | LEASE | {("", "pods", "list"), ("", "pods", "watch")}
+    assert granted_rules(enriched, STREAMS) == REVIEWS
+    assert Settings.from_env(role_environment(enriched, INGEST)).enrich.enabled
+    # All-in-one: one account with everything, as in 0.1.0.
+    assert granted_rules(helm_template(CHART_DIR, RELEASE, NAMESPACE), FULLNAME) == EVENTS | LEASE | REVIEWS
+
+
+def test_each_split_deployment_selects_only_its_pods_and_the_workers_reach_each_other(
+    split_rendered: list[dict[str, Any]],
+) -> None:
+    labels = {
+        name: find(split_rendered, "Deployment", name)["spec"]["template"]["metadata"]["labels"]
+        for name in (INGEST, STREAMS)
+    }
+    assert (labels[INGEST][ROLE_LABEL], labels[STREAMS][ROLE_LABEL]) == ("ingest", "streams")
+
+    def selected(selector: dict[str, str]) -> set[str]:
+        return {name for name, pod in labels.items() if selector.items() <= pod.items()}
+
+    for name in (INGEST, STREAMS):
+        deployment = find(split_rendered, "Deployment", name)
+        assert selected(deployment["spec"]["selector"]["matchLabels"]) == {name}
+        assert selected(find(split_rendered, "PodDisruptionBudget", name)["spec"]["selector"]["matchLabels"]) == {name}
+        (term,) = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        assert selected(term["podAffinityTerm"]["labelSelector"]["matchLabels"]) == {name}
+    assert selected(find(split_rendered, "Service", FULLNAME)["spec"]["selector"]) == {STREAMS}
+    assert selected(find(split_rendered, "Service", INGEST)["spec"]["selector"]) == {INGEST}
+    assert find(split_rendered, "Service", INGEST)["spec"]["clusterIP"] == "None"
+    policy = find(split_rendered, "NetworkPolicy")["spec"]
+    assert selected(policy["podSelector"]["matchLabels"]) == {INGEST, STREAMS}
+    assert selected(policy["ingress"][0]["from"][0]["podSelector"]["matchLabels"]) == {INGEST, STREAMS}
+    # The ServiceMonitor scrapes both Services: the ingest pods' watch metrics too.
+    monitor = find(render_chart(CHART_DIR, RELEASE, NAMESPACE, sets=("serviceMonitor.enabled=true",)), "ServiceMonitor")
+    services = [o for o in split_rendered if o["kind"] == "Service"]
+    wanted = monitor["spec"]["selector"]["matchLabels"].items()
+    assert {s["metadata"]["name"] for s in services if wanted <= s["metadata"]["labels"].items()} == {FULLNAME, INGEST}
+
+
+def test_the_streams_deployment_scales_with_an_hpa_the_ingest_one_never() -> None:
+    assert not [o for o in render_chart(CHART_DIR, RELEASE, NAMESPACE) if o["kind"] == "HorizontalPodAutoscaler"]
+    sets = (
+        "split.streams.autoscaling.enabled=true",
+        "split.streams.autoscaling.minReplicas=3",
+        "split.streams.autoscaling.maxReplicas=9",
+        "split.ingest.replicas=3",
+        "split.streams.resources.requests.cpu=500m",
+    )
+    objects = render_chart(CHART_DIR, RELEASE, NAMESPACE, sets=sets)
+    hpa = find(objects, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": STREAMS}
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (3, 9)
+    assert hpa["metrics"] == [
+        {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}
+    ]
+    # The HPA owns the count: a replicas field would reset it at every upgrade.
+    assert "replicas" not in find(objects, "Deployment", STREAMS)["spec"]
+    assert find(objects, "Deployment", INGEST)["spec"]["replicas"] == 3
+    (streams,) = find(objects, "Deployment", STREAMS)["spec"]["template"]["spec"]["containers"]
+    assert streams["resources"]["requests"]["cpu"] == "500m"
+    with pytest.raises(ToolError, match="minReplicas is above maxReplicas"):
+        render_chart(CHART_DIR, RELEASE, NAMESPACE, sets=(*sets, "split.streams.autoscaling.minReplicas=10"))
+    # allInOne has no HPA: its workers all run the watch's election.
+    assert not [
+        o for o in helm_template(CHART_DIR, RELEASE, NAMESPACE, sets=sets) if o["kind"] == "HorizontalPodAutoscaler"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("role=streams",), "role=streams with topology=split"),
+        (("role=ingest",), "role=ingest with topology=split"),
+        (("ingest=false",), "ingest=false with topology=split"),
+        (("topology=both",), "topology"),
+        # The Deployments set it (env wins over the ConfigMap): a value there would be silently ignored.
+        (("extraEnv.K8SEV_ROLE=ingest",), "extraEnv.K8SEV_ROLE: the chart sets K8SEV_ROLE itself"),
+        (("topology=allInOne", "extraEnv.K8SEV_ROLE=ingest"), "extraEnv.K8SEV_ROLE: the chart sets K8SEV_ROLE"),
+    ],
+)
+def test_the_split_topology_refuses_a_role_of_its_own(sets: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ToolError, match=message):
+        render_chart(CHART_DIR, RELEASE, NAMESPACE, sets=sets)
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_helm_install_of_the_split_layout_gives_each_role_its_least_privilege(
+    release: str,
+    release_namespace: str,
+    other_namespace: str,
+    kube_client: client.ApiClient,
+    stack: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    kubeconfig = stack["KUBECONFIG"]
+    install(release, release_namespace, kubeconfig)
+    objects = manifest_objects(release, release_namespace, kubeconfig)
+    fullname = f"{release}-k8s-event-streams"
+    apps = client.AppsV1Api(kube_client)
+    core = client.CoreV1Api(kube_client)
+    for role in ("ingest", "streams"):
+        name = f"{fullname}-{role}"
+        assert apps.read_namespaced_deployment(name, release_namespace).status.available_replicas == 2, name
+        assert_restricted_pod_security(core, release_namespace, find(objects, "Deployment", name)["spec"]["template"])
+    server, ca = admin_cluster(kubeconfig)
+    ca_file = tmp_path / "ca.crt"
+    ca_file.write_bytes(ca)
+    ingest = token_client(server, ca_file, service_account_token(core, fullname, release_namespace))
+    streams = token_client(server, ca_file, service_account_token(core, f"{fullname}-streams", release_namespace))
+    try:
+        # The ingest pods serve no explorer: Events and the Lease, and not even the reviews.
+        assert_least_privilege(ingest, release_namespace, other_namespace, explorer=False)
+        assert_streams_privilege(streams, release_namespace, other_namespace)
+    finally:
+        ingest.close()
+        streams.close()
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_helm_upgrade_from_all_in_one_to_split_keeps_the_lease_and_its_checkpoint(
+    release: str, release_namespace: str, kube_client: client.ApiClient, stack: dict[str, str]
+) -> None:
+    kubeconfig = stack["KUBECONFIG"]
+    install(release, release_namespace, kubeconfig, *ALL_IN_ONE)
+    fullname = f"{release}-k8s-event-streams"
+    apps = client.AppsV1Api(kube_client)
+    core = client.CoreV1Api(kube_client)
+    leases = client.CoordinationV1Api(kube_client)
+    before = {
+        o["metadata"]["name"]
+        for o in manifest_objects(release, release_namespace, kubeconfig)
+        if o["kind"] == "Deployment"
+    }
+    # kwok's pods run no worker: write the Lease as the leading all-in-one worker would (streams/leader.py:
+    # the elector's name and namespace from the settings, the checkpoint annotation, a renewed spec).
+    config = core.read_namespaced_config_map(fullname, release_namespace).data
+    lease_name = Settings.from_env({**config, "K8SEV_IDENTITY": "p"}).lease.name
+    checkpoint = Checkpoint()
+    checkpoint.set("", "123456", datetime.now(UTC))
+    now = micro_time(datetime.now(UTC))
+    body = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": lease_name, "annotations": {CHECKPOINT_ANNOTATION: checkpoint.encode()}},
+        "spec": {
+            "holderIdentity": f"{fullname}-abc12-xyz34",
+            "leaseDurationSeconds": 15,
+            "acquireTime": now,
+            "renewTime": now,
+            "leaseTransitions": 0,
+        },
+    }
+    leases.create_namespaced_lease(release_namespace, body)
+    held = leases.read_namespaced_lease(lease_name, release_namespace)
+    account = core.read_namespaced_service_account(fullname, release_namespace)
+
+    helm(
+        "upgrade",
+        release,
+        str(CHART_DIR),
+        "--namespace",
+        release_namespace,
+        "--reuse-values",
+        "--set",
+        "topology=split",
+        "--wait",
+        "--timeout",
+        "3m",
+        kubeconfig=kubeconfig,
+        timeout=240,
+    )
+    after = manifest_objects(release, release_namespace, kubeconfig)
+    deployments = {o["metadata"]["name"]: o for o in after if o["kind"] == "Deployment"}
+    assert set(deployments) == {f"{fullname}-ingest", f"{fullname}-streams"} and fullname in before
+    wait.until(
+        "the all-in-one Deployment gone",
+        lambda: (
+            not [d for d in apps.list_namespaced_deployment(release_namespace).items if d.metadata.name == fullname]
+        ),
+        timeout=60,
+        not_yet=transient.kube,
+    )
+    kept = leases.read_namespaced_lease(lease_name, release_namespace)
+    assert (kept.metadata.uid, kept.metadata.resource_version) == (held.metadata.uid, held.metadata.resource_version)
+    assert Checkpoint.decode(kept.metadata.annotations[CHECKPOINT_ANNOTATION]).get("") == checkpoint.get("")
+    assert kept.spec.holder_identity == held.spec.holder_identity
+    # The ingest pods elect on that same Lease: its name from the settings, its namespace their own.
+    ingest = role_environment(after, f"{fullname}-ingest")
+    settings = Settings.from_env({**ingest, "K8SEV_LEASE_NAMESPACE": release_namespace})
+    assert (settings.lease.name, settings.runs_ingest) == (lease_name, True)
+    assert "K8SEV_LEASE_NAMESPACE" not in ingest
+    assert deployments[f"{fullname}-ingest"]["metadata"]["namespace"] == kept.metadata.namespace == release_namespace
+    # And they run as the account the all-in-one workers had (the same object, the Lease's Role bound).
+    assert deployments[f"{fullname}-ingest"]["spec"]["template"]["spec"]["serviceAccountName"] == fullname
+    assert core.read_namespaced_service_account(fullname, release_namespace).metadata.uid == account.metadata.uid
+
+
+def split_overlay(tmp_path: Path) -> list[dict[str, Any]]:
+    """k8s/ with components/split, as docs/deploy.md's overlay has it."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    spec = {
+        "resources": [os.path.relpath(K8S_DIR, overlay)],
+        "components": [os.path.relpath(K8S_DIR / "components" / "split", overlay)],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+    return kustomize_build(overlay)
+
+
+def test_kustomize_split_gives_each_role_what_the_chart_gives_it(
+    split_rendered: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    ours = split_overlay(tmp_path)
+    # kustomize keeps the base Deployment's name for the streams one (a patch cannot rename).
+    names = {"ingest": ("k8s-event-streams-ingest", INGEST), "streams": ("k8s-event-streams", STREAMS)}
+    accounts = {"ingest": ("k8s-event-streams", FULLNAME), "streams": ("k8s-event-streams-streams", STREAMS)}
+    for role, (kustomized, charted) in names.items():
+        ours_pod = find(ours, "Deployment", kustomized)["spec"]["template"]
+        chart_pod = find(split_rendered, "Deployment", charted)["spec"]["template"]
+        assert ours_pod["metadata"]["labels"][ROLE_LABEL] == chart_pod["metadata"]["labels"][ROLE_LABEL] == role
+        assert ours_pod["spec"]["serviceAccountName"] == accounts[role][0]
+        assert chart_pod["spec"]["serviceAccountName"] == accounts[role][1]
+        assert granted_rules(ours, accounts[role][0]) == granted_rules(split_rendered, accounts[role][1]), role
+        assert Settings.from_env(role_environment(ours, kustomized)) == Settings.from_env(
+            role_environment(split_rendered, charted)
+        ), role
+        for field in ("securityContext", "volumes", "terminationGracePeriodSeconds"):
+            assert ours_pod["spec"][field] == chart_pod["spec"][field], (role, field)
+    assert granted_rules(ours, "k8s-event-streams-streams") == REVIEWS
+    assert granted_rules(ours, "k8s-event-streams") == EVENTS | LEASE
+    ingest_labels = find(ours, "Deployment", "k8s-event-streams-ingest")["spec"]["template"]["metadata"]["labels"]
+    streams_labels = find(ours, "Deployment", "k8s-event-streams")["spec"]["template"]["metadata"]["labels"]
+    for selector, wanted in (
+        (find(ours, "Service", "k8s-event-streams")["spec"]["selector"], (False, True)),
+        (find(ours, "Service", "k8s-event-streams-ingest")["spec"]["selector"], (True, False)),
+        (find(ours, "PodDisruptionBudget", "k8s-event-streams")["spec"]["selector"]["matchLabels"], (False, True)),
+        (
+            find(ours, "PodDisruptionBudget", "k8s-event-streams-ingest")["spec"]["selector"]["matchLabels"],
+            (True, False),
+        ),
+        (find(ours, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"], (True, True)),
+        (find(ours, "NetworkPolicy")["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"], (True, True)),
+    ):
+        assert (selector.items() <= ingest_labels.items(), selector.items() <= streams_labels.items()) == wanted
+
+
+def test_the_kustomize_ingest_deployment_is_the_base_one_with_its_role(tmp_path: Path) -> None:
+    """components/split/deployment-ingest.yaml is a copy: it must differ from k8s/deployment.yaml only
+    where the role needs it, so a change to the base is made to it too."""
+    base = load_yaml(K8S_DIR / "deployment.yaml")
+    ingest = load_yaml(K8S_DIR / "components" / "split" / "deployment-ingest.yaml")
+    expected = copy.deepcopy(base)
+    expected["metadata"]["name"] = "k8s-event-streams-ingest"
+    role = {ROLE_LABEL: "ingest"}
+    for labels in (
+        expected["metadata"]["labels"],
+        expected["spec"]["selector"]["matchLabels"],
+        expected["spec"]["template"]["metadata"]["labels"],
+        expected["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ][0]["podAffinityTerm"]["labelSelector"]["matchLabels"],
+    ):
+        labels.update(role)
+    expected["spec"]["template"]["spec"]["containers"][0]["env"] += [
+        {"name": "K8SEV_ROLE", "value": "ingest"},
+        {"name": "K8SEV_EXPLORER", "value": "false"},
+    ]
+    assert ingest == expected

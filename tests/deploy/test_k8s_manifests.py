@@ -31,6 +31,7 @@ from tests.deploy.rbac import (
     admin_cluster,
     assert_least_privilege,
     assert_restricted_pod_security,
+    assert_streams_privilege,
     service_account_token,
     token_client,
     write_token_kubeconfig,
@@ -370,3 +371,58 @@ def test_enrichment_is_an_opt_in_component_granting_list_and_watch_on_exactly_it
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]
     config = next(o for o in built if o["kind"] == "ConfigMap")
     assert Settings.from_env(config["data"]).enrich.enabled
+
+
+@pytest.mark.stack
+@pytest.mark.slow
+def test_the_split_component_applies_and_each_role_gets_its_least_privilege(
+    kube_client: client.ApiClient,
+    namespace: str,
+    other_namespace: str,
+    fake_node: str,
+    stack: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """k8s/ with components/split applied server-side: two Deployments available, both pod templates
+    restricted, the ingest account may watch Events and its Lease (no reviews), the streams account
+    only the reviews."""
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    spec = {
+        "resources": [os.path.relpath(K8S_DIR, overlay)],
+        "components": [os.path.relpath(K8S_DIR / "components" / "split", overlay)],
+    }
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(spec))
+    objects = for_test_namespace(kustomize_build(overlay), namespace)
+    dynamic = DynamicClient(kube_client)
+    rbac = client.RbacAuthorizationV1Api(kube_client)
+    core = client.CoreV1Api(kube_client)
+    apps = client.AppsV1Api(kube_client)
+    try:
+        for obj in objects:
+            apply(dynamic, obj)
+        for name in ("k8s-event-streams-ingest", "k8s-event-streams"):
+            assert_restricted_pod_security(core, namespace, find(objects, "Deployment", name)["spec"]["template"])
+
+            def available(name: str = name) -> int:
+                return int(apps.read_namespaced_deployment(name, namespace).status.available_replicas or 0)
+
+            assert wait.until(f"{name}: two available replicas", available, timeout=90, ready=lambda n: n >= 2,
+                              not_yet=transient.kube) == 2  # fmt: skip
+        server, ca = admin_cluster(stack["KUBECONFIG"])
+        ca_file = tmp_path / "ca.crt"
+        ca_file.write_bytes(ca)
+        ingest = token_client(server, ca_file, service_account_token(core, SERVICE_ACCOUNT, namespace))
+        streams = token_client(server, ca_file, service_account_token(core, f"{SERVICE_ACCOUNT}-streams", namespace))
+        try:
+            assert_least_privilege(ingest, namespace, other_namespace, explorer=False)
+            assert_streams_privilege(streams, namespace, other_namespace)
+        finally:
+            ingest.close()
+            streams.close()
+    finally:
+        for obj in objects:
+            if obj["kind"] in {"ClusterRole", "ClusterRoleBinding"}:
+                delete = rbac.delete_cluster_role if obj["kind"] == "ClusterRole" else rbac.delete_cluster_role_binding
+                with contextlib.suppress(ApiException):
+                    delete(obj["metadata"]["name"])

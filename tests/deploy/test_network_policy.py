@@ -56,8 +56,10 @@ def policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def pod_labels(objects: list[dict[str, Any]]) -> dict[str, str]:
-    labels: dict[str, str] = find(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
-    return labels
+    """The labels every worker pod has (the split topology's two Deployments differ in their role)."""
+    every = [o["spec"]["template"]["metadata"]["labels"] for o in objects if o["kind"] == "Deployment"]
+    assert every, "no Deployment"
+    return {k: v for k, v in every[0].items() if all(labels.get(k) == v for labels in every)}
 
 
 def admits(policy: dict[str, Any], labels: dict[str, str], namespace_labels: dict[str, str], own: bool) -> bool:

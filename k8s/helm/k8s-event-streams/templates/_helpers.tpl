@@ -27,7 +27,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 
 {{/* The K8SEV_* variables the Deployment sets itself (extraEnv may not set them: env would win). */}}
 {{- define "k8sev.deploymentEnv" -}}
-K8SEV_IDENTITY,K8SEV_WEB_HOST,K8SEV_WEB_PORT,K8SEV_DATA_DIR,K8SEV_KAFKA_PASSWORD_FILE,K8SEV_KAFKA_CA_FILE,K8SEV_KAFKA_CERT_FILE,K8SEV_KAFKA_KEY_FILE,K8SEV_ES_PASSWORD_FILE,K8SEV_ES_API_KEY_FILE,K8SEV_ES_CA_CERTS,K8SEV_ES_CLIENT_CERT,K8SEV_ES_CLIENT_KEY,K8SEV_EXPLORER_TOKEN_FILE,K8SEV_EXPLORER_PASSWORD_FILE
+K8SEV_IDENTITY,K8SEV_ROLE,K8SEV_WEB_HOST,K8SEV_WEB_PORT,K8SEV_DATA_DIR,K8SEV_KAFKA_PASSWORD_FILE,K8SEV_KAFKA_CA_FILE,K8SEV_KAFKA_CERT_FILE,K8SEV_KAFKA_KEY_FILE,K8SEV_ES_PASSWORD_FILE,K8SEV_ES_API_KEY_FILE,K8SEV_ES_CA_CERTS,K8SEV_ES_CLIENT_CERT,K8SEV_ES_CLIENT_KEY,K8SEV_EXPLORER_TOKEN_FILE,K8SEV_EXPLORER_PASSWORD_FILE
 {{- end -}}
 
 {{/* The Secret volumes the Deployment may mount, in order. */}}
@@ -93,4 +93,57 @@ readOnlyRootFilesystem: true
 runAsNonRoot: true
 capabilities:
   drop: ["ALL"]
+{{- end -}}
+
+{{/* The label that tells the split topology's Deployments apart (in their selectors too). */}}
+{{- define "k8sev.roleLabel" -}}k8s-event-streams.io/role{{- end -}}
+
+{{/* The worker Deployments of the topology, a YAML list: name, role (K8SEV_ROLE; "" sets nothing),
+     replicas (null: an HPA owns it), resources, serviceAccount, explorer (serves /ui/), and the
+     selector labels beyond k8sev.selectorLabels (none for allInOne: its selector predates split and
+     a Deployment's selector cannot change). */}}
+{{- define "k8sev.workloads" -}}
+{{- $fullname := include "k8sev.fullname" . -}}
+{{- if eq (include "k8sev.topology" .) "split" -}}
+{{- $streams := .Values.split.streams -}}
+- name: {{ $fullname }}-ingest
+  role: ingest
+  replicas: {{ .Values.split.ingest.replicas }}
+  resources: {{ .Values.split.ingest.resources | toJson }}
+  serviceAccount: {{ $fullname }}
+  explorer: false
+  selector: {{ dict (include "k8sev.roleLabel" .) "ingest" | toJson }}
+- name: {{ $fullname }}-streams
+  role: streams
+  replicas: {{ if $streams.autoscaling.enabled }}null{{ else }}{{ $streams.replicas }}{{ end }}
+  resources: {{ $streams.resources | toJson }}
+  serviceAccount: {{ $fullname }}-streams
+  explorer: true
+  selector: {{ dict (include "k8sev.roleLabel" .) "streams" | toJson }}
+{{- else -}}
+- name: {{ $fullname }}
+  role: {{ ternary "" .Values.role (eq .Values.role "all") | quote }}
+  replicas: {{ .Values.replicas }}
+  resources: {{ .Values.resources | toJson }}
+  serviceAccount: {{ $fullname }}
+  explorer: true
+  selector: {}
+{{- end -}}
+{{- end -}}
+
+{{/* split or allInOne; a release upgraded with --reuse-values from 0.1.0 has no topology: allInOne, what 0.1.0 rendered. */}}
+{{- define "k8sev.topology" -}}
+{{- if hasKey .Values "topology" -}}{{ .Values.topology }}{{- else -}}allInOne{{- end -}}
+{{- end -}}
+
+{{/* The explorer's rules (K8SEV_EXPLORER_AUTH=kubernetes), for the pods that serve it. */}}
+{{- define "k8sev.reviewRules" -}}
+# K8SEV_EXPLORER_AUTH=kubernetes: who a bearer token is, and whether they may list events where.
+# Creating a review reads nothing and changes nothing; it is how a service asks the API server.
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["subjectaccessreviews"]
+  verbs: ["create"]
 {{- end -}}
