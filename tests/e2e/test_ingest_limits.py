@@ -77,7 +77,8 @@ def test_a_lease_in_a_missing_namespace_makes_readyz_say_why(make_worker: Any) -
     def lease_check() -> dict[str, Any] | None:
         status, body = worker.get("/readyz", timeout=2)
         check = json.loads(body).get("checks", {}).get("lease") if status == 503 else None
-        return check if check and not check["ok"] else None
+        # Until its first election round the check says "not checked yet": wait for the round's answer.
+        return check if check and not check["ok"] and check["detail"] != "not checked yet" else None
 
     check = wait.until("/readyz to report the lease", lease_check, timeout=90, not_yet=transient.http)
     assert check is not None
