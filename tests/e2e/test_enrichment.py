@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -269,3 +270,148 @@ def test_a_kind_the_worker_may_not_watch_is_reported_and_the_rest_is_enriched(
         # The chain ends at the Deployment, known from the ReplicaSet's reference though not watched.
         assert [o["kind"] for o in item[META]["owners"]] == ["ReplicaSet", "Deployment"], item
         assert item[META]["labels"] == ["app=api"]
+
+
+def timeline_of(worker: Worker, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+    """The page's timeline of ``kind/name`` (its JSON API): rows, oldest first."""
+    query = urllib.parse.urlencode({"kind": kind, "name": name, "namespace": namespace, "range": "1h"})
+    status, body = worker.get(f"/ui/api/timeline?{query}", timeout=30)
+    assert status == 200, body
+    return list(json.loads(body)["rows"])
+
+
+def gone(kube_client: client.ApiClient, namespace: str) -> Callable[[], bool]:
+    core, batch = client.CoreV1Api(kube_client), client.BatchV1Api(kube_client)
+    return lambda: not core.list_namespaced_pod(namespace).items and not batch.list_namespaced_job(namespace).items
+
+
+def test_a_cronjobs_jobs_pods_keep_their_chain_to_the_cronjob_after_they_are_gone(
+    enriching: Worker, namespace: str, kube_client: client.ApiClient, fake_node: str
+) -> None:
+    batch = client.BatchV1Api(kube_client)
+    pod_spec = {
+        "containers": [{"name": "c", "image": "busybox"}],
+        "nodeSelector": {"type": "kwok"},
+        "restartPolicy": "Never",
+    }
+    cron = {
+        "metadata": {"name": "nightly"},
+        "spec": {
+            # Every minute: the controller creates the first Job within a minute of the CronJob.
+            "schedule": "* * * * *",
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {
+                "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": {"app": "nightly"}}, "spec": pod_spec}}
+            },
+        },
+    }
+    created = batch.create_namespaced_cron_job(namespace, cron)
+
+    def completed_job() -> dict[str, str] | None:
+        jobs = batch.list_namespaced_job(namespace).items
+        done = {j.metadata.name: j.metadata.uid for j in jobs if (j.status.succeeded or 0) >= 1}
+        return done or None
+
+    jobs = wait_for("a Job of the CronJob completed (kwok's pod-complete stage)", completed_job, timeout=150)
+    batch.delete_namespaced_cron_job("nightly", namespace, propagation_policy="Background")
+    wait_for("the CronJob's Jobs and pods gone", gone(kube_client, namespace))
+
+    seen: list[str] = []
+
+    def pod_events() -> list[dict[str, Any]] | None:
+        items = eventlog(enriching, "-n", namespace, "--for", "cronjob/nightly")
+        seen[:] = sorted(
+            f"{i['involvedObject']['kind']}/{i['involvedObject']['name']} {i['reason']} "
+            f"{(i.get(META) or {}).get('ownerRefs', 'NOT ENRICHED')}"
+            for i in items
+        )
+        # Completed (kwok's, a second after the pod runs): its pod is cached by then. A Scheduled
+        # written at once may come before the pod's own watch notification and pass unenriched.
+        completed = [
+            i for i in items if i["involvedObject"]["kind"] == "Pod" and META in i and i["reason"] == "Completed"
+        ]
+        kinds = {i["involvedObject"]["kind"] for i in items}
+        return items if completed and {"CronJob", "Job"} <= kinds else None
+
+    items = wait_for(
+        "the Job's pods' events, by their owner chain", pod_events, timeout=120, detail=lambda: "\n".join(seen)
+    )
+    top = {"kind": "CronJob", "name": "nightly", "uid": created.metadata.uid}
+    pods = [i for i in items if i["involvedObject"]["kind"] == "Pod" and META in i]
+    for item in pods:
+        job, *rest = item[META]["owners"]
+        assert job["kind"] == "Job" and jobs.get(job["name"]) == job["uid"], item
+        assert rest == [top], item
+        assert item[META]["labels"] == ["app=nightly"], item
+    for item in items:
+        if item["involvedObject"]["kind"] == "Job" and META in item:
+            assert item[META]["owners"] == [top], item
+    assert {i["involvedObject"]["kind"] for i in items} <= {"CronJob", "Job", "Pod"}
+
+    rows = timeline_of(enriching, namespace, "CronJob", "nightly")
+    pod_rows = [r for r in rows if r["kind"] == "Pod"]
+    # Every pod the command found by its chain, also on the timeline (later events may add more).
+    assert {r["name"] for r in pod_rows} >= {i["involvedObject"]["name"] for i in pods}, rows
+    assert all(r["owners"][0].startswith("Job/") and r["owners"][1:] == ["CronJob/nightly"] for r in pod_rows), rows
+    assert {r["kind"] for r in rows} >= {"CronJob", "Job", "Pod"}, rows
+
+
+def test_a_statefulsets_pods_keep_their_chain_after_they_are_gone(
+    enriching: Worker, namespace: str, kube_client: client.ApiClient, fake_node: str
+) -> None:
+    apps, core = client.AppsV1Api(kube_client), client.CoreV1Api(kube_client)
+    labels = {"app": "db", "app.kubernetes.io/name": "db"}
+    sts = {
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 2,
+            "serviceName": "db",
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": "postgres"}], "nodeSelector": {"type": "kwok"}},
+            },
+        },
+    }
+    created = apps.create_namespaced_stateful_set(namespace, sts)
+
+    def ready() -> bool:
+        status = apps.read_namespaced_stateful_set("db", namespace).status
+        return (status.ready_replicas or 0) == 2
+
+    wait_for("the StatefulSet's two pods ready", ready)
+    apps.delete_namespaced_stateful_set("db", namespace, propagation_policy="Background")
+    wait_for("the StatefulSet's pods gone", lambda: not core.list_namespaced_pod(namespace).items)
+
+    seen: list[str] = []
+
+    def pod_events() -> list[dict[str, Any]] | None:
+        items = eventlog(enriching, "-n", namespace, "--for", "statefulset/db")
+        seen[:] = sorted(
+            f"{i['involvedObject']['kind']}/{i['involvedObject']['name']} {i['reason']} "
+            f"{(i.get(META) or {}).get('ownerRefs', 'NOT ENRICHED')}"
+            for i in items
+        )
+        # Started (kwok's, once the pod runs) rather than Scheduled, which may come before the pod's
+        # own watch notification and pass unenriched.
+        started = {
+            i["involvedObject"]["name"]
+            for i in items
+            if i["involvedObject"]["kind"] == "Pod" and META in i and i["reason"] == "Started"
+        }
+        return items if started == {"db-0", "db-1"} else None
+
+    items = wait_for("the pods' events, by their owner chain", pod_events, timeout=120, detail=lambda: "\n".join(seen))
+    top = {"kind": "StatefulSet", "name": "db", "uid": created.metadata.uid}
+    pods = [i for i in items if i["involvedObject"]["kind"] == "Pod" and META in i]
+    for item in pods:
+        assert item[META]["owners"] == [top], item
+        assert item[META]["labels"] == ["app.kubernetes.io/name=db", "app=db"], item
+    assert "StatefulSet" in {i["involvedObject"]["kind"] for i in items}
+
+    rows = timeline_of(enriching, namespace, "StatefulSet", "db")
+    pod_rows = [r for r in rows if r["kind"] == "Pod"]
+    assert {r["name"] for r in pod_rows} == {"db-0", "db-1"}, rows
+    assert all(r["owners"] == ["StatefulSet/db"] for r in pod_rows), rows
+    assert "StatefulSet" in {r["kind"] for r in rows}, rows
