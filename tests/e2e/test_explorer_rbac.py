@@ -182,6 +182,8 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     finally:
         for namespace in (team_a, team_b, accounts):
             core.delete_namespace(namespace)
+        # The Node event lives in default, which no namespace deletion takes along.
+        with_status_ok(404, lambda: core.delete_namespaced_event(f"{name}-node.probe", "default"))
         # The namespaces took their Roles with them; default keeps its own until removed here.
         with_status_ok(404, lambda: rbac.delete_namespaced_role_binding("eventlog-reader-b", "default"))
         with_status_ok(404, lambda: rbac.delete_namespaced_role("eventlog-reader", "default"))
