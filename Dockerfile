@@ -23,6 +23,8 @@ COPY pyproject.toml README.md ./
 # (no second download). Empty package folders (every one pyproject.toml lists) only let setuptools
 # read the metadata; they are dropped.
 RUN mkdir -p streams/explorer/static/vendor/uplot agents tables \
+    streams/config streams/core streams/kube streams/ingest streams/dedup streams/counts streams/search \
+    streams/retention streams/ops \
  && python3 -m pip wheel --wheel-dir /wheels . \
  && rm -rf streams agents tables build ./*.egg-info /wheels/k8s_event_streams-*
 # agents/ and tables/ install as streams.agents and streams.tables (package-dir in pyproject.toml).

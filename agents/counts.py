@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from faust.types import EventT
 
 from streams.agents.current import processing
-from streams.counts import Occurrence, aggregate
-from streams.records import CleanEvent
+from streams.core.records import CleanEvent
+from streams.counts.windows import Occurrence, aggregate
 from streams.tables.counts import CountTables
 
 

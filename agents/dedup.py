@@ -11,14 +11,14 @@ from typing import Any, cast
 import faust
 from faust.types import EventT, StreamT
 
-from streams import events, letters, logs, metrics
 from streams.agents.counts import Counter
 from streams.agents.current import processing
-from streams.dedup import Seen, decide
-from streams.records import CleanEvent, DeadLetter
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core import events, letters, logs, metrics
+from streams.core.records import CleanEvent, DeadLetter
+from streams.core.topics import Topics
+from streams.dedup.decide import Seen, decide
 from streams.tables.dedup import DedupMemory
-from streams.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """The ingest agent: Kubernetes Events -> the raw topic, keyed by uid, value the Event JSON.
 
 Every worker with ``K8SEV_INGEST=true`` takes part in the election for the ingest Lease; only the
-holder watches (see :mod:`streams.leader`). :class:`streams.ingest.IngestController` owns it all on
+holder watches (see :mod:`streams.ingest.election`). :class:`streams.ingest.controller.IngestController` owns it all on
 the loop; this module wires it to Faust (the producer), the real Kubernetes client, and the
 worker's shutdown. The raw value is the Event as the API server returned it, ``managedFields``
 dropped: the document the seed's Logstash pipeline reads; an Event over the producer's limit is
-cut to fit (:mod:`streams.truncate`). With ``K8SEV_ENRICH=true`` the value gains one top-level field,
-``involvedObjectMeta``, from the leader's metadata cache (:mod:`streams.metadata`): added here because
+cut to fit (:mod:`streams.ingest.truncate`). With ``K8SEV_ENRICH=true`` the value gains one top-level field,
+``involvedObjectMeta``, from the leader's metadata cache (:mod:`streams.ingest.metadata`): added here because
 the cache lives with the leader, and so Logstash reading the raw topic indexes the same documents.
 """
 
@@ -21,14 +21,15 @@ from typing import Any
 
 import faust
 
-from streams import clock, events, kafka_admin, logs, metadata, metrics, truncate
-from streams.filters import EventFilter
-from streams.ingest import IngestController
-from streams.kube_client import KubernetesApi
-from streams.leader import Elector, LeaseTimings, Message
-from streams.settings import Settings
-from streams.topics import Topics
-from streams.watch import WatchSettings
+from streams.config.settings import Settings
+from streams.core import clock, events, kafka_admin, logs, metrics
+from streams.core.topics import Topics
+from streams.ingest import metadata, truncate
+from streams.ingest.controller import IngestController
+from streams.ingest.election import Elector, LeaseTimings, Message
+from streams.ingest.filters import EventFilter
+from streams.ingest.watch import WatchSettings
+from streams.kube.client import KubernetesApi
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ def record_limit(settings: Settings) -> int:
 async def check_raw_topic(cluster: kafka_admin.Cluster, settings: Settings) -> None:
     """Exit 2 if the existing raw topic refuses records as large as the producer sends.
 
-    A start-up step (:mod:`streams.startup`): a failure to ask is raised, and retried.
+    A start-up step (:mod:`streams.ops.startup`): a failure to ask is raised, and retried.
     """
     wanted = settings.kafka.max_request_bytes
     topic = settings.kafka.raw_topic

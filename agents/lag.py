@@ -1,4 +1,4 @@
-"""The consumer lag of the stages this worker runs (``streams.lag``), refreshed on a timer for /metrics.
+"""The consumer lag of the stages this worker runs (``streams.ops.lag``), refreshed on a timer for /metrics.
 
 Faust's consumer knows which partitions this worker owns and what it committed; one ListOffsets
 request per round asks the brokers for their end offsets (aiokafka's ``highwater`` is only as fresh
@@ -15,8 +15,9 @@ from typing import Any
 
 import faust
 
-from streams import lag, logs, metrics
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core import logs, metrics
+from streams.ops import lag
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import logging
 import faust
 from faust import cli
 
-from streams import logs
-from streams import retention as policy
-from streams.search import SearchClient
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core import logs
+from streams.retention import policy
+from streams.search.client import SearchClient
 
 log = logging.getLogger(__name__)
 

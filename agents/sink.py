@@ -8,12 +8,12 @@ import logging
 import faust
 from faust.types import EventT, StreamT
 
-from streams import events, letters, logs
-from streams.records import CleanEvent, DeadLetter
-from streams.search import SearchClient
-from streams.settings import Settings
-from streams.sink import Abandoned, Indexer, Rejection
-from streams.topics import Topics
+from streams.config.settings import Settings
+from streams.core import events, letters, logs
+from streams.core.records import CleanEvent, DeadLetter
+from streams.core.topics import Topics
+from streams.search.client import SearchClient
+from streams.search.indexer import Abandoned, Indexer, Rejection
 
 log = logging.getLogger(__name__)
 

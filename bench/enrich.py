@@ -294,7 +294,7 @@ def one_run(stack: dict[str, str], args: argparse.Namespace, enrich: bool, index
     try:
         from kubernetes import client
 
-        from streams.settings import Settings
+        from streams.config.settings import Settings
 
         client.CoreV1Api(api).create_namespace({"metadata": {"name": name, "labels": {"purpose": "bench"}}})
         identity = OwnIdentity(api, stack["KUBECONFIG"], name, tmp)

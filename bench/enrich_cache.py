@@ -1,4 +1,4 @@
-"""Memory of the enrichment cache (streams/metadata.py) at N objects: ``python -m bench.enrich_cache 10000 100000``.
+"""The enrichment cache's memory (streams/ingest/metadata.py), N objects: ``python -m bench.enrich_cache 10000 100000``.
 
 Objects are shaped like a Deployment's pods (three allow-listed labels, a ReplicaSet owner, plus
 labels the allow-list drops); the figure is tracemalloc's growth while filling the cache, per object.
@@ -10,9 +10,9 @@ import sys
 import tracemalloc
 import uuid
 
-from streams import metadata
-from streams.clock import SYSTEM
-from streams.metadata import LabelAllow, MetadataCache, MetaItem, Resource
+from streams.core.clock import SYSTEM
+from streams.ingest import metadata
+from streams.ingest.metadata import LabelAllow, MetadataCache, MetaItem, Resource
 
 PODS = Resource("", "v1", "pods")
 

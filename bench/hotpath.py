@@ -33,9 +33,9 @@ def run(events: int, repeat: int) -> dict[str, float]:
 
     from streams.agents.dedup import Dedup
     from streams.agents.ingest import Publisher, record_limit
-    from streams.records import CleanEvent
-    from streams.settings import Settings
-    from streams.sink import Indexer, operations
+    from streams.config.settings import Settings
+    from streams.core.records import CleanEvent
+    from streams.search.indexer import Indexer, operations
 
     settings = Settings.from_env({"K8SEV_APP_ID": "bench-hotpath"})
     source = list(synthetic.synthetic_events(events, seed=5))
@@ -146,7 +146,7 @@ def serializers(events: int, repeat: int) -> dict[str, float]:
     """stdlib json against orjson (if installed) on the two hot decodes and the clean encode."""
     import json
 
-    from streams.records import CleanEvent
+    from streams.core.records import CleanEvent
 
     try:
         import orjson  # type: ignore[import-not-found,unused-ignore]

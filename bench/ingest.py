@@ -3,7 +3,7 @@
 1. N events are created in a fresh namespace (concurrent raw HTTP, aiohttp, from another process).
 2. Baseline: a plain paginated LIST of that namespace with the worker's own client and call
    (``kubernetes`` CoreV1Api, ``limit=K8SEV_LIST_PAGE_SIZE``, ``_preload_content=False`` and
-   ``json.loads``, as ``streams.kube_client`` does): the API server's own serving rate.
+   ``json.loads``, as ``streams.kube.client`` does): the API server's own serving rate.
 3. The worker starts (``K8SEV_NAMESPACES`` = that namespace, so other sessions' events stay out)
    and the clock runs until the raw topic's end offsets add up to N. Start-up (election, LIST of
    the first page) is reported apart from the rate. Peak RSS is the worker's VmHWM.
@@ -155,7 +155,7 @@ def run(args: argparse.Namespace) -> Report:
     tmp = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     overrides = dict(item.split("=", 1) for item in args.env)
     env = bench_stack.worker_env(stack, name, tmp, K8SEV_NAMESPACES=namespace, **overrides)
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     settings = Settings.from_env(env)
     report.add_machine(stack)

@@ -8,8 +8,9 @@ import time
 
 from prometheus_client import Counter
 
-from streams import loop, metrics, pipeline
+from streams import pipeline
 from streams.agents import lag
+from streams.core import loop, metrics
 
 lag.INTERVAL = float(os.environ.get("BENCH_LAG_INTERVAL", str(lag.INTERVAL)))
 ROUNDS = Counter("bench_lag_rounds", "Consumer-lag rounds done", registry=metrics.REGISTRY)

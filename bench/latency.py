@@ -158,8 +158,8 @@ def run(args: argparse.Namespace) -> Report:
                 role = worker.env.get("K8SEV_ROLE", "all")
                 used = procstats.proc_cpu_seconds(worker.pid) - before
                 report.add(f"{rate:g} events/s offered", f"worker CPU, role {role} (s)", round(used, 1))
-        from streams.setting_values import parse_duration
-        from streams.settings import Settings
+        from streams.config.settings import Settings
+        from streams.config.values import parse_duration
 
         settings = Settings.from_env(env)
         goal = parse_duration(settings.search.index_refresh_interval) + 1.0

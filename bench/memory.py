@@ -109,7 +109,7 @@ def stream(args: argparse.Namespace, stack: dict[str, str], report: Report, tmp:
     name = runner.unique_name("bm")
     overrides = dict(item.split("=", 1) for item in args.env)
     env = bench_stack.worker_env(stack, name, tmp, K8SEV_INGEST="false", **overrides)
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     settings = Settings.from_env(env)
     section = f"stream: {args.events} events, {args.versions_per_uid} version(s) per uid"
@@ -164,7 +164,7 @@ def restart_and_replay(
     worker.wait_consumed(timeout=300)
     log("kill -9 and restart")
     worker.kill()
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     if Settings.from_env(worker.env).stages.store.startswith("rocksdb"):
         for gap in stores.gaps(Path(worker.env["K8SEV_DATA_DIR"]), bootstrap, worker.app_id):

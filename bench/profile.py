@@ -48,7 +48,7 @@ _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^:()]*)(?::\d+)?\)$")
 
 
 def area(file: str) -> str:
-    # py-spy shortens paths relative to sys.path entries ("json/decoder.py", "streams/sink.py").
+    # py-spy shortens paths relative to sys.path entries ("json/decoder.py", "streams/search/indexer.py").
     file = file if file.startswith("/") else "/" + file
     for needle, name in AREAS:
         if needle in file:

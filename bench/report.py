@@ -83,7 +83,7 @@ SHOWN_SETTINGS = (
 
 
 def shown_settings(env: dict[str, str]) -> dict[str, str]:
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     settings = Settings.from_env(env)
     described = settings.describe()

@@ -55,7 +55,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def expected_counts(total: int) -> collections.Counter[str]:
     """Occurrences per ``<namespace>/<type>/<reason>`` the generator writes (one per version here)."""
-    from streams.counts import reason_key
+    from streams.counts.windows import reason_key
 
     expected: collections.Counter[str] = collections.Counter()
     for event in synthetic.synthetic_events(total, seed=SEED):
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> Report:
     base = bench_stack.worker_env(
         stack, name, tmp, K8SEV_INGEST="false", K8SEV_TOPIC_PARTITIONS=str(args.partitions), **overrides
     )
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     settings = Settings.from_env(base)
     report.add_machine(stack)

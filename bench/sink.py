@@ -2,8 +2,8 @@
 
 1. N synthetic, realistic Event JSON values (unique uid and resourceVersion) are produced to a fresh
    raw topic with aiokafka.
-2. Baseline: the same documents (``streams.events.to_document``) are bulk-indexed straight into
-   another index prefix with the worker's own client (``streams.search.SearchClient``: the async
+2. Baseline: the same documents (``streams.core.events.to_document``) are bulk-indexed straight into
+   another index prefix with the worker's own client (``streams.search.client.SearchClient``: the async
    Elasticsearch client), in batches of ``K8SEV_BULK_SIZE``, one request at a time as the sink
    sends them, under the same index template (refresh interval included).
 3. The worker starts with ``K8SEV_INGEST=false`` and reads the topic from the beginning: dedup,
@@ -78,9 +78,9 @@ async def preload(bootstrap: str, topic: str, partitions: int, total: int) -> fl
 
 async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, float]:
     """Bulk-index the same documents directly, as the sink would, one request at a time."""
-    from streams import events
-    from streams.search import SearchClient, index_template, template_name
-    from streams.settings import Settings
+    from streams.config.settings import Settings
+    from streams.core import events
+    from streams.search.client import SearchClient, index_template, template_name
 
     settings = Settings.from_env(env)
     batches: list[list[dict[str, Any]]] = []
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> Report:
     tmp = Path(tempfile.mkdtemp(prefix="bench-sink-"))
     overrides = dict(item.split("=", 1) for item in args.env)
     env = bench_stack.worker_env(stack, name, tmp, K8SEV_INGEST="false", **overrides)
-    from streams.settings import Settings
+    from streams.config.settings import Settings
 
     settings = Settings.from_env(env)
     report.add_machine(stack)

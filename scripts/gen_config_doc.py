@@ -1,10 +1,10 @@
-"""Rewrite the settings tables of docs/configuration.md from streams/settings.py (the docstrings of its fields)."""
+"""Rewrite the settings tables of docs/configuration.md from the docstrings of streams/config/settings.py's fields."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from streams.settings import markdown_table
+from streams.config.settings import markdown_table
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 START, END = "### App", "\nThe tables are generated"

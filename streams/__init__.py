@@ -20,7 +20,8 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         global _built
         if _built is None:
-            from streams import loop, pipeline
+            from streams import pipeline
+            from streams.core import loop
 
             loop.choose()  # before Faust's worker makes its event loop
             _built = pipeline.create_app(pipeline.load_settings())

@@ -12,9 +12,9 @@ import argparse
 import os
 import sys
 
-from streams import loop
+from streams.config.settings import Settings, SettingsError
+from streams.core import loop
 from streams.pipeline import create_app
-from streams.settings import Settings, SettingsError
 
 FLAGS = {
     "kubeconfig": ("K8SEV_KUBECONFIG", "kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)"),

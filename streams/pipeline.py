@@ -23,10 +23,11 @@ import faust
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from mode.utils.times import want_seconds
 
-from streams import kafka_admin, liveness, logs, startup, topics, web
 from streams.agents import counts, dedup, ingest, lag, retention, sink
+from streams.config.settings import Settings, SettingsError
+from streams.core import kafka_admin, logs, topics
 from streams.explorer import web as explorer
-from streams.settings import Settings, SettingsError
+from streams.ops import liveness, startup, web
 from streams.tables import counts as count_tables
 from streams.tables import dedup as dedup_tables
 
@@ -65,7 +66,7 @@ TOPIC_METADATA_WAIT = 20.0
 class App(faust.App):
     """Faust's app with an idempotent producer, carrying the settings it was built from.
 
-    Start-up makes its Kafka calls, retried, with probes answering (:mod:`streams.startup`);
+    Start-up makes its Kafka calls, retried, with probes answering (:mod:`streams.ops.startup`);
     shutdown is bounded by ``K8SEV_SHUTDOWN_TIMEOUT`` whatever the search engine or Kafka do.
     """
 

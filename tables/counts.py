@@ -1,4 +1,4 @@
-"""Occurrence counts in tumbling windows of one minute and one hour (see :mod:`streams.counts`)."""
+"""Occurrence counts in tumbling windows of one minute and one hour (see :mod:`streams.counts.windows`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import faust
 
-from streams.counts import WINDOWS, Sums, partition_key
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.counts.windows import WINDOWS, Sums, partition_key
 
 #: A few hundred keys per partition, rewritten every batch: tiny memtables and cache (4 tables x
 #: partitions stores).

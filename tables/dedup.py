@@ -25,9 +25,9 @@ from typing import Any
 
 import faust
 
-from streams import logs
-from streams.dedup import Seen
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core import logs
+from streams.dedup.decide import Seen
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A bearer token is checked with a TokenReview; what the person it names may read with
 SubjectAccessReviews for ``list events``. The reviews are blocking calls of the Kubernetes client
-(:class:`Reviewer`, ``streams.kube_client.KubernetesReviews``): each runs in a thread, the loop only
+(:class:`Reviewer`, ``streams.kube.client.KubernetesReviews``): each runs in a thread, the loop only
 waits for it. Answers are cached with a short TTL in a bounded cache, so a revoked RoleBinding or
 token stops working within the TTL and a page's many requests cost a few reviews.
 

@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from streams.config.settings import Settings, SettingsError
 from streams.explorer import query
-from streams.settings import Settings, SettingsError
 
 # The worker's settings that say how to reach the archive; the rest (Kafka, Kubernetes) is not ours.
 CONNECTION_VARIABLES = (
@@ -241,7 +241,7 @@ def connection_settings(env: Mapping[str, str], es_url: str | None) -> Settings:
 
 
 async def _run(args: argparse.Namespace, params: dict[str, str], settings: Settings, out: TextIO) -> int:
-    from streams.search import SearchClient, SearchFailed, SearchUnavailable
+    from streams.search.client import SearchClient, SearchFailed, SearchUnavailable
 
     client = SearchClient(settings)
     index = f"{settings.search.index_prefix}-*"

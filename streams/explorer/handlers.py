@@ -19,13 +19,13 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Protocol
 
-from streams import logs
-from streams.counts import split_reason_key
+from streams.config.settings import ExplorerSettings
+from streams.core import logs
+from streams.counts.windows import split_reason_key
 from streams.explorer import query
 from streams.explorer.access import EVERYTHING, Access, Gate, Identity
-from streams.kube import ApiError, Disconnected, IdleTimeout
-from streams.search import SearchFailed, SearchUnavailable
-from streams.settings import ExplorerSettings
+from streams.kube.api import ApiError, Disconnected, IdleTimeout
+from streams.search.client import SearchFailed, SearchUnavailable
 
 log = logging.getLogger("streams.explorer")
 

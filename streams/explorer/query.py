@@ -59,7 +59,7 @@ _LIST_FIELDS = ("cluster", "namespace", "kind", "reason", "component")
 SEARCH_PARAMS = frozenset(
     {"q", "name", "group", "type", "range", "from", "to", "size", "after", "owner", "labels", *_LIST_FIELDS}
 )
-#: The enrichment field (streams/metadata.py; docs/design.md).
+#: The enrichment field (streams/ingest/metadata.py; docs/design.md).
 META = "involvedObjectMeta"
 MAX_SELECTOR = 1000
 TIMELINE_PARAMS = frozenset({"cluster", "namespace", "kind", "name", "owners", "range", "from", "to"})

@@ -12,9 +12,9 @@ from typing import Any
 import aiohttp
 from faust import web
 
-from streams import logs
+from streams.config.settings import Settings
+from streams.core import logs
 from streams.explorer.handlers import Explorer, Reply, log
-from streams.settings import Settings
 
 
 def install(app: Any, settings: Settings) -> Explorer | None:
@@ -26,7 +26,7 @@ def install(app: Any, settings: Settings) -> Explorer | None:
     explorer = settings.explorer
     if not explorer.enabled:
         return None
-    from streams.search import SearchClient
+    from streams.search.client import SearchClient
 
     prefix = settings.search.index_prefix
     canonical = str(app.conf.canonical_url).rstrip("/")
@@ -46,7 +46,7 @@ def install(app: Any, settings: Settings) -> Explorer | None:
     gate = None
     if explorer.mode == "kubernetes":
         from streams.explorer.access import Gate
-        from streams.kube_client import KubernetesReviews
+        from streams.kube.client import KubernetesReviews
 
         # The explorer gives the gate its namespaces: those the archive has documents in.
         reviewer = KubernetesReviews.from_kubeconfig(settings.kube.kubeconfig)

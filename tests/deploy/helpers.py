@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from streams.settings import Settings
+from streams.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "compose"

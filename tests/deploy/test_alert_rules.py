@@ -105,7 +105,7 @@ def test_every_alert_queries_only_metrics_the_worker_exposes() -> None:
     for name, rule in alerts().items():
         used = set(_METRIC.findall(rule["expr"]))
         assert used, f"{name} queries no k8sev_* metric"
-        assert used <= known, f"{name}: not exposed by streams.metrics.REGISTRY: {sorted(used - known)}"
+        assert used <= known, f"{name}: not exposed by streams.core.metrics.REGISTRY: {sorted(used - known)}"
 
 
 def anchors(markdown: str) -> set[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.settings import Settings
+from streams.config.settings import Settings
 from tests.deploy.helpers import (
     COMPOSE_FILE,
     DEPLOY_DOC,
@@ -178,7 +178,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
     )
     for path in (*left_out, "streams/__pycache__/events.cpython-311.pyc"):
         assert ignored(path), f"{path} would be sent to the build"
-    for path in ("pyproject.toml", "README.md", "streams/events.py", "agents/sink.py", "tables/counts.py"):
+    for path in ("pyproject.toml", "README.md", "streams/core/events.py", "agents/sink.py", "tables/counts.py"):
         assert not ignored(path), f"{path} is needed by the build"
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import Settings
+from streams.config.settings import Settings
 from tests.deploy.helpers import K8S_DIR, ROOT, find
 from tests.fixtures.tools import kustomize_build
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from streams.metrics import REGISTRY
+from streams.core.metrics import REGISTRY
 from tests.deploy.helpers import K8S_DIR
 
 pytestmark = pytest.mark.deploy
@@ -53,7 +53,7 @@ def test_every_metric_in_a_query_exists() -> None:
     used = {name for expr in expressions() for name in _METRIC.findall(expr)}
     assert used, "the dashboard queries k8sev_* metrics"
     unknown = used - known
-    assert not unknown, f"not exposed by streams.metrics.REGISTRY: {sorted(unknown)}"
+    assert not unknown, f"not exposed by streams.core.metrics.REGISTRY: {sorted(unknown)}"
 
 
 def test_the_promised_panels_are_there() -> None:

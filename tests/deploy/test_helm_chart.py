@@ -29,9 +29,9 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import NotFoundError
 
 from devstack import transient, wait
+from streams.config.settings import Settings, SettingsError
 from streams.explorer.handlers import Explorer
-from streams.leader import CHECKPOINT_ANNOTATION, Checkpoint, micro_time
-from streams.settings import Settings, SettingsError
+from streams.ingest.election import CHECKPOINT_ANNOTATION, Checkpoint, micro_time
 from tests.deploy.helpers import (
     CHART_DIR,
     CLUSTER_SCOPED,
@@ -1228,7 +1228,7 @@ def test_helm_upgrade_from_all_in_one_to_split_keeps_the_lease_and_its_checkpoin
         for o in manifest_objects(release, release_namespace, kubeconfig)
         if o["kind"] == "Deployment"
     }
-    # kwok's pods run no worker: write the Lease as the leading all-in-one worker would (streams/leader.py:
+    # kwok's pods run no worker: write the Lease as the leading all-in-one worker would (streams/ingest/election.py:
     # the elector's name and namespace from the settings, the checkpoint annotation, a renewed spec).
     config = core.read_namespaced_config_map(fullname, release_namespace).data
     lease_name = Settings.from_env({**config, "K8SEV_IDENTITY": "p"}).lease.name

@@ -23,8 +23,8 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
 
 from devstack import transient, wait
-from streams.setting_values import api_resource
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.config.values import api_resource
 from tests.deploy.helpers import CLUSTER_SCOPED, DEPLOY_DOC, K8S_DIR, defaults, find, load_yaml
 from tests.deploy.rbac import (
     RESTRICTED,

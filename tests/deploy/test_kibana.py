@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from streams.search import index_template
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.search.client import index_template
 from tests.deploy.helpers import COMPOSE_DIR, DEPLOY_DOC
 
 pytestmark = pytest.mark.deploy

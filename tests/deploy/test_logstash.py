@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from streams import events
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core import events
 from tests.deploy.helpers import COMPOSE_DIR, defaults
 
 pytestmark = pytest.mark.deploy

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.settings import Settings
+from streams.config.settings import Settings
 from tests.deploy.helpers import CHART_DIR, K8S_DIR, find
 from tests.fixtures.tools import ToolError, helm, helm_template, kustomize_build, values_file
 

@@ -1,7 +1,7 @@
 """Filling a worker's archive directly: realistic documents bulk-loaded into its daily indices.
 
 For what real events cannot reach in a test's time (10,000+ hits, 100,000 for load times). The
-documents are what the sink writes (``streams.events.to_document``), in the indices it writes to.
+documents are what the sink writes (``streams.core.events.to_document``), in the indices it writes to.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench.synthetic import synthetic_event
-from streams.events import index_name, to_document
+from streams.core.events import index_name, to_document
 
 
 def synthetic_documents(

@@ -8,8 +8,9 @@ from typing import Any
 
 from mode.supervisors import ForfeitOneForOneSupervisor
 
-from streams import liveness, pipeline
+from streams import pipeline
 from streams.agents import dedup
+from streams.ops import liveness
 
 #: Short, so the test waits seconds rather than the production bound.
 liveness.AGENT_RESTART_BOUND = 3.0

@@ -12,7 +12,7 @@ from elasticsearch import Elasticsearch
 from kubernetes import client
 
 from devstack import transient, wait
-from streams.truncate import SUFFIX
+from streams.ingest.truncate import SUFFIX
 from tests.e2e.helpers import create_event, documents, identity, metric, wait_for_documents
 from tests.fixtures.stack import unique_name
 

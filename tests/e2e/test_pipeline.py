@@ -14,7 +14,7 @@ from kubernetes import client
 
 from devstack import offsets, transient, wait
 from devstack.worker import peer_env
-from streams import events
+from streams.core import events
 from tests.e2e.helpers import create_event, documents, identity, metric, produce, repeat_event, wait_for_documents
 from tests.fixtures.stack import unique_name
 

@@ -1,4 +1,4 @@
-"""Scripted stand-ins for :class:`streams.kube.KubeApi` and :class:`streams.clock.Clock`: no server, no sleeps."""
+"""Stand-ins for :class:`streams.kube.api.KubeApi` and :class:`streams.core.clock.Clock`: no server, no sleeps."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams.kube import ApiError, Disconnected
-from streams.leader import Checkpoint
-from streams.watch import Tagged, WatchStopped
+from streams.ingest.election import Checkpoint
+from streams.ingest.watch import Tagged, WatchStopped
+from streams.kube.api import ApiError, Disconnected
 
 Step = dict[str, Any] | Exception | Callable[[], Any]
 

@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams import topics
 from streams.agents import dedup as dedup_stage
-from streams.dedup import Seen
+from streams.config.settings import Settings
+from streams.core import topics
+from streams.dedup.decide import Seen
 from streams.pipeline import App
-from streams.settings import Settings
 from streams.tables.dedup import DedupMemory
 
 

@@ -12,13 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import topics
 from streams.agents import counts as count_stage
 from streams.agents import dedup as dedup_stage
-from streams.counts import Occurrence, aggregate, split_partition_key, window_start
+from streams.config.settings import Settings
+from streams.core import topics
+from streams.core.records import CleanEvent
+from streams.counts.windows import Occurrence, aggregate, split_partition_key, window_start
 from streams.pipeline import App
-from streams.records import CleanEvent
-from streams.settings import Settings
 from streams.tables.counts import CountTables, declare
 from streams.tables.dedup import DedupMemory
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.dedup import Seen, compare_versions, decide
+from streams.dedup.decide import Seen, compare_versions, decide
 
 
 def test_a_new_uid_is_delivered_with_its_own_count() -> None:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from streams.config.settings import Settings
 from streams.pipeline import App
-from streams.settings import Settings
 from streams.tables import dedup as dedup_tables
 from streams.tables.dedup import KEEP_HORIZONS, DedupMemory, written_at
 

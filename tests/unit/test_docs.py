@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from streams.settings import markdown_table
+from streams.config.settings import markdown_table
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
+from streams.config.settings import ExplorerSettings, Settings, SettingsError
 from streams.explorer import query
 from streams.explorer.access import Gate, Identity
 from streams.explorer.handlers import Explorer
-from streams.kube import Disconnected
-from streams.settings import ExplorerSettings, Settings, SettingsError
+from streams.kube.api import Disconnected
 
 ALICE = Identity("system:serviceaccount:team-a:a", "uid-a", ("system:serviceaccounts",))
 ROOT = Identity("system:serviceaccount:ops:c", "uid-c")

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from streams.config.settings import ExplorerSettings, Settings, SettingsError
 from streams.explorer.handlers import CSP, Explorer
-from streams.search import SearchFailed, SearchUnavailable
-from streams.settings import ExplorerSettings, Settings, SettingsError
+from streams.search.client import SearchFailed, SearchUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 VENDOR = ROOT / "streams" / "explorer" / "static" / "vendor" / "uplot"

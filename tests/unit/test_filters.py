@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import filters
-from streams.filters import FILTERS, EventFilter
-from streams.settings import Settings, SettingsError
+from streams.config.settings import Settings, SettingsError
+from streams.ingest import filters
+from streams.ingest.filters import FILTERS, EventFilter
 
 
 def lease_chatter(**changes: Any) -> dict[str, Any]:

@@ -6,8 +6,8 @@ import asyncio
 import threading
 import time
 
-from streams import liveness
-from streams.health import LOOP, Health, LoopWatchdog
+from streams.core.health import LOOP, Health, LoopWatchdog
+from streams.ops import liveness
 
 
 class Clock:

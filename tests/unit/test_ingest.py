@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.health import LIVENESS, READINESS
-from streams.ingest import AckTracker, IngestController, SendFailed
-from streams.leader import Checkpoint, LeaseHealth, Started, Stopped
-from streams.watch import WatchItem, WatchSettings
+from streams.core.health import LIVENESS, READINESS
+from streams.ingest.controller import AckTracker, IngestController, SendFailed
+from streams.ingest.election import Checkpoint, LeaseHealth, Started, Stopped
+from streams.ingest.watch import WatchItem, WatchSettings
 from tests.unit.kube_fakes import FakeClock, FakeElector, FakeKube, FakeThread, event
 
 

@@ -6,10 +6,10 @@ Kafka has not acknowledged. The only exceptions are versions the API server itse
 show (superseded before a LIST) and versions a filter dropped on purpose.
 
 The machine plays the API server (a history of writes), the watcher threads (they hand items to the
-controller's buffer exactly as :class:`streams.watch.Watcher` would, from the resourceVersion each
+controller's buffer exactly as :class:`streams.ingest.watch.Watcher` would, from the resourceVersion each
 watcher was created with), the elector (terms start and end, renewals copy the checkpoint into a
 Lease) and Kafka (each send is acknowledged, fails, or stays in flight). The real
-:class:`streams.ingest.IngestController` and :class:`streams.ingest.AckTracker` run on a real loop.
+:class:`streams.ingest.controller.IngestController` and its ``AckTracker`` run on a real loop.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from streams.ingest import IngestController
-from streams.leader import Checkpoint, Started, Stopped
-from streams.watch import Watcher, WatchItem, WatchSettings
+from streams.ingest.controller import IngestController
+from streams.ingest.election import Checkpoint, Started, Stopped
+from streams.ingest.watch import Watcher, WatchItem, WatchSettings
 from tests.unit.kube_fakes import FakeClock, FakeElector, FakeKube, FakeThread, event
 
 SCOPE = "*"

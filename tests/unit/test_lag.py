@@ -9,8 +9,9 @@ from typing import Any, NamedTuple
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams import lag, metrics
 from streams.agents.lag import LagSampler
+from streams.core import metrics
+from streams.ops import lag
 
 
 def test_lag_is_the_end_less_the_committed_offset_summed_per_topic() -> None:

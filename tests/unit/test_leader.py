@@ -9,8 +9,7 @@ from typing import TypeVar
 
 import pytest
 
-from streams.kube import ApiError, Disconnected
-from streams.leader import (
+from streams.ingest.election import (
     CHECKPOINT_ANNOTATION,
     Checkpoint,
     Elector,
@@ -20,6 +19,7 @@ from streams.leader import (
     Started,
     Stopped,
 )
+from streams.kube.api import ApiError, Disconnected
 from tests.unit.kube_fakes import FakeClock, FakeKube
 
 M = TypeVar("M", Started, Stopped, LeaseHealth)
@@ -170,7 +170,7 @@ def test_a_refused_create_is_logged_once_with_its_reason_and_makes_the_lease_unr
 ) -> None:
     kube = FakeKube()
     kube.errors["create"] = ApiError(status, reason, message)
-    with caplog.at_level(logging.ERROR, logger="streams.leader"):
+    with caplog.at_level(logging.ERROR, logger="streams.ingest.election"):
         run = Run(kube, until=6).go()
     health = run.health()
     assert not health.ok

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from streams.logs import fmt
+from streams.core.logs import fmt
 
 
 def test_logfmt_quotes_what_needs_quoting_and_skips_none() -> None:

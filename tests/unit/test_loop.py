@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import uvloop
 
-from streams import loop
+from streams.core import loop
 
 
 @pytest.fixture

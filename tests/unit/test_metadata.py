@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from streams import metadata, metrics
-from streams.health import READINESS
-from streams.kube import ApiError, Disconnected
-from streams.leader import Checkpoint, Started, Stopped
-from streams.metadata import (
+from streams.core import metrics
+from streams.core.health import READINESS
+from streams.ingest import metadata
+from streams.ingest.election import Checkpoint, Started, Stopped
+from streams.ingest.metadata import (
     FIELD,
     Batches,
     Enricher,
@@ -26,6 +26,7 @@ from streams.metadata import (
     Resource,
     parse_resource,
 )
+from streams.kube.api import ApiError, Disconnected
 from tests.unit.kube_fakes import FakeClock, FakeKube, gone, note, page
 
 PODS = Resource("", "v1", "pods")
@@ -138,7 +139,7 @@ def test_a_forbidden_resource_is_reported_once_logged_and_tried_again_later(capl
 
     clock.on_wait = stop_on_third
     kube.meta_lists[path] = [refused, refused, refused]
-    with caplog.at_level(logging.INFO, logger="streams.metadata"):
+    with caplog.at_level(logging.INFO, logger="streams.ingest.metadata"):
         w.run()
     assert clock.waits == [metadata.REFUSED_RETRY, metadata.REFUSED_RETRY]
     statuses = [i for i in out.take() if i.kind == "status"]
@@ -266,7 +267,7 @@ def test_the_enricher_adds_one_field_never_mutates_and_counts_what_it_cannot(cap
         return metrics.EVENTS_ENRICHED.labels(outcome=outcome)._value.get()  # type: ignore[no-any-return]
 
     before = count("unknown")
-    with caplog.at_level(logging.INFO, logger="streams.metadata"):
+    with caplog.at_level(logging.INFO, logger="streams.ingest.metadata"):
         for _ in range(5):
             assert enrich(event_about("nope")) == event_about("nope")
         clock.advance(61)

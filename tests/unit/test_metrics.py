@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from streams import metrics
-from streams.health import Health
+from streams.core import metrics
+from streams.core.health import Health
 
 
 class Clock:

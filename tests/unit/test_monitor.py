@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, generate_latest
 
-from streams.monitor import PER_RECORD, RebalanceMonitor, faust_metrics
+from streams.ops.monitor import PER_RECORD, RebalanceMonitor, faust_metrics
 
 
 def _names(registry: CollectorRegistry) -> set[str]:

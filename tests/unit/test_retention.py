@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from streams.retention import expired
+from streams.retention.policy import expired
 
 
 def test_keeps_the_configured_number_of_days_and_ignores_other_indices() -> None:

@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from streams.settings import GROUPS, PREFIX, Settings, SettingsError, _settings_fields
+from streams.config.settings import GROUPS, PREFIX, Settings, SettingsError, _settings_fields
 
 MARKER = "s3cr3t-MARKER-7f1c"
 SECRETS = [PREFIX + f.metadata["env"] for _, f in _settings_fields() if f.metadata["secret"]]

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.setting_values import parse_duration
-from streams.settings import Settings, SettingsError
+from streams.config.settings import Settings, SettingsError
+from streams.config.values import parse_duration
 
 
 def test_defaults_match_the_seed() -> None:

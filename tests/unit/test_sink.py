@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from streams import letters
-from streams.health import READINESS
-from streams.records import CleanEvent, DeadLetter
-from streams.settings import Settings
-from streams.sink import Abandoned, Indexer, Rejection, classify, operations
+from streams.config.settings import Settings
+from streams.core import letters
+from streams.core.health import READINESS
+from streams.core.records import CleanEvent, DeadLetter
+from streams.search.indexer import Abandoned, Indexer, Rejection, classify, operations
 
 SETTINGS = Settings.from_env({"K8SEV_CLUSTER": "c1"})
 

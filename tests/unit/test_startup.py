@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import pytest
 
-from streams import startup
+from streams.ops import startup
 
 
 class Clock:
@@ -76,7 +76,7 @@ async def test_a_call_failing_after_the_probe_passed_is_retried_and_logged_as_th
             "topics", scripted(clock, [OSError("Attempt to send a request to node (node id None)")] * 2, listings)
         ),
     ]
-    with caplog.at_level(logging.INFO, logger="streams.startup"):
+    with caplog.at_level(logging.INFO, logger="streams.ops.startup"):
         failed = await run(steps, clock)
 
     assert failed is None
@@ -112,7 +112,7 @@ async def test_the_steps_share_one_time_limit() -> None:
 async def test_no_log_line_when_every_step_passes_at_once(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()
     steps = [startup.Step(name, scripted(clock, [], [])) for name in ("probe", "topics", "raw_topic")]
-    with caplog.at_level(logging.INFO, logger="streams.startup"):
+    with caplog.at_level(logging.INFO, logger="streams.ops.startup"):
         assert await run(steps, clock) is None
     assert not caplog.records
 

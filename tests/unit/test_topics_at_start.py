@@ -7,8 +7,8 @@ from typing import Any
 from faust.transport.drivers.aiokafka import Transport
 from mode.utils.times import want_seconds
 
+from streams.config.settings import Settings
 from streams.pipeline import create_app
-from streams.settings import Settings
 
 
 def test_every_changelog_is_created_with_the_partitions_and_config_faust_would_give_it() -> None:

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams import events
-from streams.truncate import SUFFIX, fit
+from streams.core import events
+from streams.ingest.truncate import SUFFIX, fit
 
 LIMIT = 64 * 1024
 
@@ -111,7 +111,7 @@ def test_any_event_fits_after_truncation_and_keeps_its_identity(
 def test_the_record_limit_is_a_setting_with_kafkas_default_and_a_sane_range() -> None:
     import pytest
 
-    from streams.settings import Settings, SettingsError
+    from streams.config.settings import Settings, SettingsError
 
     assert Settings.from_env({}).kafka.max_request_bytes == 1024 * 1024
     assert Settings.from_env({"K8SEV_KAFKA_MAX_REQUEST_BYTES": "2097152"}).kafka.max_request_bytes == 2 * 1024 * 1024

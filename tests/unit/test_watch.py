@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-from streams import metrics
-from streams.kube import ApiError, IdleTimeout
-from streams.watch import Handoff, Watcher, WatchItem, WatchSettings
+from streams.core import metrics
+from streams.ingest.watch import Handoff, Watcher, WatchItem, WatchSettings
+from streams.kube.api import ApiError, IdleTimeout
 from tests.unit.kube_fakes import Collect, FakeClock, FakeKube, FakeResponse, event, gone, note, page
 
 

@@ -1,8 +1,8 @@
 """The ingest controller: one owner, on the event loop, for leadership, watchers, terms and the checkpoint.
 
-Threads only post: the elector posts :class:`streams.leader.Started`/``Stopped``/``LeaseHealth``
+Threads only post: the elector posts :class:`streams.ingest.election.Started`/``Stopped``/``LeaseHealth``
 (through :meth:`IngestController.post`), the watchers append items to one
-:class:`streams.watch.Handoff` and report their state. Everything is decided here, on the loop:
+:class:`streams.ingest.watch.Handoff` and report their state. Everything is decided here, on the loop:
 
 - a term starts: the tracker is seeded from the Lease's checkpoint and one watcher per scope
   starts, tagged with a new *generation*;
@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from streams import logs, metrics
-from streams.clock import Clock
-from streams.health import LIVENESS, READINESS
-from streams.kube import KubeApi
-from streams.leader import Checkpoint, LeaseHealth, Message, Started, Stopped
-from streams.watch import Handoff, Watcher, WatchItem, WatchSettings
+from streams.core import logs, metrics
+from streams.core.clock import Clock
+from streams.core.health import LIVENESS, READINESS
+from streams.ingest.election import Checkpoint, LeaseHealth, Message, Started, Stopped
+from streams.ingest.watch import Handoff, Watcher, WatchItem, WatchSettings
+from streams.kube.api import KubeApi
 
 log = logging.getLogger(__name__)
 

@@ -23,15 +23,15 @@ from faust import web
 from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import logs
-from streams.counts import WINDOWS, split_kind_key, split_partition_key, split_reason_key
-from streams.health import LIVENESS, READINESS
-from streams.metrics import REGISTRY
-from streams.monitor import RebalanceMonitor, faust_metrics
-from streams.search import SearchClient
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core import logs
+from streams.core.health import LIVENESS, READINESS
+from streams.core.metrics import REGISTRY
+from streams.core.topics import Topics
+from streams.counts.windows import WINDOWS, split_kind_key, split_partition_key, split_reason_key
+from streams.ops.monitor import RebalanceMonitor, faust_metrics
+from streams.search.client import SearchClient
 from streams.tables.counts import CountTables
-from streams.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     async def healthz(self: web.View, request: web.Request) -> web.Response:
         """Liveness: the loop beats, every agent runs (or was restarted in time), every thread is alive.
 
-        Reads only what the parts recorded (streams.health.LIVENESS): never waits on Kafka or the engine.
+        Reads only what the parts recorded (streams.core.health.LIVENESS): never waits on Kafka or the engine.
         """
         alive, checks = LIVENESS.report()
         return self.json({"ok": alive, "checks": checks}, status=200 if alive else 500)

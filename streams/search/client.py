@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from streams.settings import Settings
+from streams.config.settings import Settings
 
 TEMPLATE_NAME_SUFFIX = "-template"
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from streams import events, logs, metrics
-from streams.backoff import Backoff
-from streams.health import READINESS
-from streams.search import SearchClient, index_template, template_name
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core import events, logs, metrics
+from streams.core.backoff import Backoff
+from streams.core.health import READINESS
+from streams.search.client import SearchClient, index_template, template_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -49,7 +49,7 @@ class Abandoned(Exception):
 
 
 class Indexable(Protocol):
-    """What the sink needs of a clean record (:class:`streams.records.Indexable` has it)."""
+    """What the sink needs of a clean record (:class:`streams.core.records.Indexable` has it)."""
 
     @property
     def uid(self) -> str: ...

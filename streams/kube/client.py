@@ -1,4 +1,4 @@
-"""The real :class:`streams.kube.KubeApi`, over the blocking ``kubernetes`` client: the only module importing it.
+"""The real :class:`streams.kube.api.KubeApi`, over the blocking ``kubernetes`` client: the only module importing it.
 
 Responses are read raw (``_preload_content=False``) and parsed with ``json``, never into client
 models: model building costs more than the whole rest of the path and would reshape the document.
@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
 from streams.explorer.access import Identity
-from streams.kube import HTTP_CONFLICT, HTTP_NOT_FOUND, ApiError, Disconnected, IdleTimeout
+from streams.kube.api import HTTP_CONFLICT, HTTP_NOT_FOUND, ApiError, Disconnected, IdleTimeout
 
 T = TypeVar("T")
 
@@ -89,7 +89,7 @@ class _Response:
 
 
 class KubernetesApi:
-    """:class:`streams.kube.KubeApi` over one ``kubernetes`` ApiClient."""
+    """:class:`streams.kube.api.KubeApi` over one ``kubernetes`` ApiClient."""
 
     def __init__(self, api: client.ApiClient) -> None:
         self._api = api

@@ -1,7 +1,7 @@
 """The worker's administrative Kafka calls in one place: probe the cluster, create and describe topics.
 
 Each call makes its own short-lived client and closes it, whatever happens: they run at start-up,
-inside :func:`streams.startup.wait_for_kafka`'s retry, so a failed attempt must leave nothing
+inside :func:`streams.ops.startup.wait_for_kafka`'s retry, so a failed attempt must leave nothing
 behind. Every request is bounded by ``request_timeout`` (a frozen broker accepts a connection and
 never answers). Errors are aiokafka's, raised as they come: the retry logs them and tries again.
 """

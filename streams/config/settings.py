@@ -4,7 +4,7 @@ Every variable is ``K8SEV_<NAME>``; ``KUBECONFIG`` is honoured too. A bad value 
 stack trace deep in a client: :meth:`Settings.from_env` collects *every* problem, cross-field checks
 included, and raises one :class:`SettingsError` that names each variable, its value and what was
 expected. Each field's docstring says what it does and why its default is what it is; the table in
-``docs/configuration.md`` is generated from them (``python -m streams.settings``).
+``docs/configuration.md`` is generated from them (``python -m streams.config.settings``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
-from streams import patterns
-from streams import setting_values as v
+from streams.config import patterns
+from streams.config import values as v
 
 PREFIX = "K8SEV_"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")

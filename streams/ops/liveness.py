@@ -1,10 +1,10 @@
 """What /healthz looks at in a running worker: the event loop's heartbeat and every agent's actors.
 
-From the app's first start (before Kafka is reached) a task beats :data:`streams.health.LIVENESS`
+From the app's first start (before Kafka is reached) a task beats :data:`streams.core.health.LIVENESS`
 ``loop`` every :data:`BEAT_INTERVAL` and checks each agent: an actor that crashed (or ended) and was
 not restarted within :data:`AGENT_RESTART_BOUND` fails ``agent[<name>]``. Faust's supervisor
 restarts a crashed actor within about five seconds; one that stays down means the stage has
-stopped for good. A thread (:class:`streams.health.LoopWatchdog`) logs where the loop is stuck
+stopped for good. A thread (:class:`streams.core.health.LoopWatchdog`) logs where the loop is stuck
 when the heartbeat stops for longer than :data:`LOOP_BLOCKED_AFTER`.
 """
 
@@ -15,8 +15,8 @@ import logging
 import threading
 from typing import Any
 
-from streams import logs, metrics
-from streams.health import LIVENESS, LOOP, LoopWatchdog
+from streams.core import logs, metrics
+from streams.core.health import LIVENESS, LOOP, LoopWatchdog
 
 log = logging.getLogger(__name__)
 

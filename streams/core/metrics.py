@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.health import READINESS
+from streams.core.health import READINESS
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 MAX_NAMESPACE_LABELS = 50

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from streams.events import encode_raw, strip_managed_fields
+from streams.core.events import encode_raw, strip_managed_fields
 
 #: Room left under the producer's limit for the record's key, headers, batch overhead, and the
 #: clean topic's envelope around the Event.
@@ -66,7 +66,7 @@ class Unfittable(ValueError):
 
 
 def fit(event: dict[str, Any], limit: int) -> Fitted:
-    """The raw value of ``event`` (see :func:`streams.events.encode_raw`), cut to at most ``limit`` bytes."""
+    """The raw value of ``event`` (see :func:`streams.core.events.encode_raw`), cut to at most ``limit`` bytes."""
     value = encode_raw(event)
     # Escaping takes at most 6 bytes per character: most Events are far below the limit, and skip
     # the second encoding.

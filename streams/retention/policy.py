@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from datetime import UTC, date, datetime, timedelta
 
-from streams import logs, metrics
-from streams.search import SearchClient, index_date
+from streams.core import logs, metrics
+from streams.search.client import SearchClient, index_date
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import faust
 
-from streams.letters import Letter
+from streams.core.letters import Letter
 
 
 class CleanEvent(faust.Record, serializer="json", include_metadata=False):  # type: ignore[call-arg]
@@ -17,7 +17,7 @@ class CleanEvent(faust.Record, serializer="json", include_metadata=False):  # ty
     resource_version: str
     #: Occurrences this version adds to the counts (growth of count/series.count).
     occurrences: int
-    #: The event's own time (see streams.events.event_time), epoch seconds.
+    #: The event's own time (see streams.core.events.event_time), epoch seconds.
     time: float
     namespace: str
     type: str
@@ -28,7 +28,7 @@ class CleanEvent(faust.Record, serializer="json", include_metadata=False):  # ty
 
 
 class DeadLetter(faust.Record, serializer="json", include_metadata=False):  # type: ignore[call-arg]
-    """A record that could not become a document, with why and the original bytes (see streams.letters)."""
+    """A record that could not become a document, with why and the original bytes (see streams.core.letters)."""
 
     stage: str
     reason: str

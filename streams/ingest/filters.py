@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from streams import patterns
+from streams.config import patterns
 
 if TYPE_CHECKING:
-    from streams.settings import KubeSettings
+    from streams.config.settings import KubeSettings
 
 #: The filter names, the label values of ``k8sev_events_filtered_total{filter}``, in the order tried.
 FILTERS = (

@@ -1,4 +1,4 @@
-"""LIST then WATCH core/v1 Events in a thread, through :class:`streams.kube.KubeApi`; items reach the loop in batches.
+"""LIST then WATCH core/v1 Events in a thread, via :class:`streams.kube.api.KubeApi`; items reach the loop in batches.
 
 A :class:`Watcher` covers one scope (all namespaces, or one) for one leadership term
 (``generation``): it lists (paginated) unless it resumes from a checkpoint, then watches from the
@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from streams import logs, metrics
-from streams.backoff import Backoff
-from streams.clock import Clock
-from streams.kube import HTTP_GONE, ApiError, Disconnected, IdleTimeout, KubeApi, Response
+from streams.core import logs, metrics
+from streams.core.backoff import Backoff
+from streams.core.clock import Clock
+from streams.kube.api import HTTP_GONE, ApiError, Disconnected, IdleTimeout, KubeApi, Response
 
 log = logging.getLogger(__name__)
 

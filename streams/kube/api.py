@@ -1,9 +1,9 @@
 """The few Kubernetes calls ingest makes, as a Protocol: LIST a page, open a WATCH, read/create/replace a Lease.
 
-Enrichment (:mod:`streams.metadata`) adds the same two calls for any resource's metadata only.
+Enrichment (:mod:`streams.ingest.metadata`) adds the same two calls for any resource's metadata only.
 
 The watcher and the elector depend on this, never on the ``kubernetes`` client, so they run in
-unit tests against a scripted fake. :mod:`streams.kube_client` is the real implementation (and the
+unit tests against a scripted fake. :mod:`streams.kube.client` is the real implementation (and the
 only module that imports ``kubernetes``). Every call is blocking and bounded by a request timeout;
 errors are the three exceptions below, whatever the transport said.
 """

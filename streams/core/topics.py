@@ -7,8 +7,8 @@ from typing import Any
 
 import faust
 
-from streams.records import CleanEvent, DeadLetter
-from streams.settings import Settings
+from streams.config.settings import Settings
+from streams.core.records import CleanEvent, DeadLetter
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Topics:
 def declare(app: faust.App, settings: Settings) -> Topics:
     kafka = settings.kafka
     partitions = kafka.topic_partitions
-    # The topics take records as large as the producer sends (streams.truncate fits Events under it).
+    # The topics take records as large as the producer sends (streams.ingest.truncate fits Events under it).
     config = {"max.message.bytes": str(kafka.max_request_bytes)}
 
     def topic(name: str, value_type: type[Any], **serializers: str) -> faust.TopicT:

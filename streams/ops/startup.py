@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from streams import logs
-from streams.backoff import Backoff
+from streams.core import logs
+from streams.core.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,14 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from cachetools import LRUCache
 
-from streams import logs, metrics, setting_values
-from streams.backoff import Backoff
-from streams.clock import Clock
-from streams.health import READINESS
-from streams.kube import (
+from streams.config import values as setting_values
+from streams.core import logs, metrics
+from streams.core.backoff import Backoff
+from streams.core.clock import Clock
+from streams.core.health import READINESS
+from streams.ingest.election import Started
+from streams.ingest.election import Stopped as LeaderStopped
+from streams.kube.api import (
     HTTP_FORBIDDEN,
     HTTP_GONE,
     HTTP_NOT_FOUND,
@@ -40,8 +43,6 @@ from streams.kube import (
     KubeApi,
     Response,
 )
-from streams.leader import Started
-from streams.leader import Stopped as LeaderStopped
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,7 @@ class Batches(Generic[T]):
 
     ``wake`` runs on the producing thread when the buffer goes from empty to non-empty (the loop's
     side binds it to ``loop.call_soon_threadsafe``), so a burst costs one wake-up, not one per item.
-    The same design as :class:`streams.watch.Handoff`, for items that carry no checkpoint.
+    The same design as :class:`streams.ingest.watch.Handoff`, for items that carry no checkpoint.
     """
 
     def __init__(self, capacity: int, wake: Callable[[], None]) -> None:

@@ -30,10 +30,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from streams import logs, metrics
-from streams.backoff import Backoff
-from streams.clock import Clock
-from streams.kube import HTTP_CONFLICT, HTTP_GONE, ApiError, KubeApi
+from streams.core import logs, metrics
+from streams.core.backoff import Backoff
+from streams.core.clock import Clock
+from streams.kube.api import HTTP_CONFLICT, HTTP_GONE, ApiError, KubeApi
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ MAX_KEY_CHARS = 1024
 
 @dataclass(frozen=True, slots=True)
 class Letter:
-    """The fields of :class:`streams.records.DeadLetter`."""
+    """The fields of :class:`streams.core.records.DeadLetter`."""
 
     stage: str
     reason: str

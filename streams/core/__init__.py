@@ -1,0 +1,1 @@
+"""Shared by every stage: clock, back-off, logs, records, topics, letters, health, metrics, Kafka admin."""

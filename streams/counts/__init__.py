@@ -1,0 +1,1 @@
+"""The count stage: windows, keys and per-batch aggregation of occurrences."""

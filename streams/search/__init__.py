@@ -1,0 +1,1 @@
+"""The sink stage: the search engine client and bulk indexing with its guarantees."""
