@@ -28,22 +28,14 @@ from typing import Any, Protocol, TypeVar
 
 from cachetools import TTLCache
 
+from streams.kube.api import Identity
+
 # At most this many namespace reviews in flight for one listing: the API server is shared.
 CONCURRENCY = 8
 # A person allowed in more namespaces than this, but not cluster-wide, names the namespace to see.
 MAX_NAMESPACES = 2000
 GROUPS = ("", "events.k8s.io")
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Identity:
-    """The person a TokenReview found: what a SubjectAccessReview must repeat about them."""
-
-    username: str
-    uid: str = ""
-    groups: tuple[str, ...] = ()
-    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class Reviewer(Protocol):

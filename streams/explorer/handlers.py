@@ -23,8 +23,8 @@ from streams.config.settings import ExplorerSettings
 from streams.core import logs
 from streams.counts.windows import split_reason_key
 from streams.explorer import query
-from streams.explorer.access import EVERYTHING, Access, Gate, Identity
-from streams.kube.api import ApiError, Disconnected, IdleTimeout
+from streams.explorer.access import EVERYTHING, Access, Gate
+from streams.kube.api import ApiError, Disconnected, Identity, IdleTimeout
 from streams.search.client import SearchFailed, SearchUnavailable
 
 log = logging.getLogger("streams.explorer")

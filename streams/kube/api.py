@@ -6,11 +6,15 @@ The watcher and the elector depend on this, never on the ``kubernetes`` client, 
 unit tests against a scripted fake. :mod:`streams.kube.client` is the real implementation (and the
 only module that imports ``kubernetes``). Every call is blocking and bounded by a request timeout;
 errors are the three exceptions below, whatever the transport said.
+
+The explorer's reviews (``streams.kube.client.KubernetesReviews``) answer with an :class:`Identity`,
+defined here so that the client needs nothing of the explorer (no import cycle between the two).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 HTTP_FORBIDDEN = 403
@@ -36,6 +40,16 @@ class IdleTimeout(Exception):
 
 class Disconnected(Exception):
     """The connection failed or was closed (also: closed by :meth:`Response.close` to stop a read)."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The person a TokenReview found: what a SubjectAccessReview must repeat about them."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 class Response(Protocol):

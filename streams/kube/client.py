@@ -19,8 +19,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from streams.explorer.access import Identity
-from streams.kube.api import HTTP_CONFLICT, HTTP_NOT_FOUND, ApiError, Disconnected, IdleTimeout
+from streams.kube.api import HTTP_CONFLICT, HTTP_NOT_FOUND, ApiError, Disconnected, Identity, IdleTimeout
 
 T = TypeVar("T")
 

@@ -18,9 +18,9 @@ import pytest
 
 from streams.config.settings import ExplorerSettings, Settings, SettingsError
 from streams.explorer import query
-from streams.explorer.access import Gate, Identity
+from streams.explorer.access import Gate
 from streams.explorer.handlers import Explorer
-from streams.kube.api import Disconnected
+from streams.kube.api import Disconnected, Identity
 
 ALICE = Identity("system:serviceaccount:team-a:a", "uid-a", ("system:serviceaccounts",))
 ROOT = Identity("system:serviceaccount:ops:c", "uid-c")
