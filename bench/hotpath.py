@@ -32,9 +32,9 @@ def run(events: int, repeat: int) -> dict[str, float]:
     from elasticsearch.serializer import JSONSerializer
 
     from streams.agents.dedup import Dedup
-    from streams.agents.ingest import Publisher, record_limit
     from streams.config.settings import Settings
     from streams.core.records import CleanEvent
+    from streams.ingest.publish import Publisher, record_limit
     from streams.search.indexer import Indexer, operations
 
     settings = Settings.from_env({"K8SEV_APP_ID": "bench-hotpath"})
@@ -154,7 +154,7 @@ def serializers(events: int, repeat: int) -> dict[str, float]:
         return {}
     source = list(synthetic.synthetic_events(events, seed=5))
     raws = [synthetic.encode(e) for e in source]
-    from streams.agents.dedup import to_clean
+    from streams.dedup.transform import to_clean
 
     cleans = [to_clean(e, 1) for e in source]
     data = [c.asdict() for c in cleans]
