@@ -8,12 +8,9 @@ be asked and the answer covers the whole table; ``?scope=local`` answers from th
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
 import aiohttp
@@ -28,44 +25,12 @@ from streams.core import logs
 from streams.core.health import LIVENESS, READINESS
 from streams.core.metrics import REGISTRY
 from streams.core.topics import Topics
-from streams.counts.windows import WINDOWS, split_kind_key, split_partition_key, split_reason_key
+from streams.counts import views
 from streams.ops.monitor import RebalanceMonitor, faust_metrics
 from streams.search.client import SearchClient
 from streams.tables.counts import CountTables
 
 log = logging.getLogger(__name__)
-
-MAX_TOP = 1000
-
-MAX_AGO = 10_000
-NO_COUNTS = "this worker (role {role}) keeps no count tables: ask a worker of role all or streams"
-
-
-class BadRequest(ValueError):
-    pass
-
-
-def _window(request: web.Request) -> tuple[str, int]:
-    label = request.query.get("window", "1m")
-    if label not in WINDOWS:
-        raise BadRequest(f"window must be one of {', '.join(WINDOWS)}")
-    ago = request.query.get("ago", "0")
-    if not ago.isdigit() or int(ago) > MAX_AGO:
-        raise BadRequest(f"ago must be a whole number of windows back, from 0 (the current one) to {MAX_AGO}")
-    return label, int(ago)
-
-
-def _top(request: web.Request) -> int:
-    top = request.query.get("top", "10")
-    if not top.isdigit() or not 0 < int(top) <= MAX_TOP:
-        raise BadRequest(f"top must be between 1 and {MAX_TOP}")
-    return int(top)
-
-
-def _window_range(label: str, ago: int, now: float | None = None) -> tuple[float, float]:
-    size = WINDOWS[label][0].total_seconds()
-    start = ((now if now is not None else time.time()) // size - ago) * size
-    return start, start + size
 
 
 def _owned(app: faust.App, topic: str) -> Callable[[int], bool]:
@@ -79,24 +44,11 @@ def _owned(app: faust.App, topic: str) -> Callable[[int], bool]:
     return lambda partition: TP(topic, partition) in actives
 
 
-def _local_counts(table: Any, start: float, owned: Callable[[int], bool]) -> dict[str, int]:
-    """This worker's counts for the window starting at ``start``, summed over the partitions it owns."""
-    out: dict[str, int] = {}
-    for key, value in list(table.table.data.items()):
-        name, (window_start, _) = key
-        if abs(window_start - start) >= 1e-3 or not value:
-            continue
-        partition, plain = split_partition_key(name)
-        if owned(partition):
-            out[plain] = out.get(plain, 0) + int(value)
-    return out
-
-
 async def _gather(
     app: faust.App, request: web.Request, table: Any, start: float, topic: str
 ) -> tuple[dict[str, int], list[str]]:
     """Counts of the whole table: ours plus every other owning worker's local share."""
-    mine = _local_counts(table, start, _owned(app, topic))
+    mine = views.local_counts(list(table.table.data.items()), start, _owned(app, topic))
     if request.query.get("scope") == "local":
         return mine, []
     own_url = str(app.conf.canonical_url).rstrip("/")
@@ -105,7 +57,7 @@ async def _gather(
         return mine, []
     merged = Counter(mine)
     failed: list[str] = []
-    query = {**request.query, "scope": "local", "top": str(MAX_TOP)}
+    query = {**request.query, "scope": "local", "top": str(views.MAX_TOP)}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
 
         async def ask(peer: str) -> None:
@@ -121,40 +73,6 @@ async def _gather(
     return dict(merged), failed
 
 
-def _iso(stamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
-
-
-@dataclass(frozen=True)
-class WindowQuery:
-    label: str
-    start: float
-    end: float
-    top: int
-
-    def body(self, filters: dict[str, str | None], selected: dict[str, int], failed: list[str]) -> dict[str, Any]:
-        return {
-            "window": self.label,
-            "start": _iso(self.start),
-            "end": _iso(self.end),
-            "filters": filters,
-            "total": sum(selected.values()),
-            "partial": failed,
-        }
-
-
-def _query(request: web.Request) -> WindowQuery:
-    label, ago = _window(request)
-    top = _top(request)
-    start, end = _window_range(label, ago)
-    return WindowQuery(label, start, end, top)
-
-
-def _most(counter: Counter[Any], top: int) -> list[tuple[Any, int]]:
-    # Ties broken by name so the answer is stable between calls.
-    return heapq.nsmallest(top, counter.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
 PROBE_INTERVAL = 5.0
 
 
@@ -168,13 +86,13 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
 
     async def window_counts(
         view: web.View, request: web.Request, family: str
-    ) -> tuple[WindowQuery, dict[str, int], list[str]] | web.Response:
+    ) -> tuple[views.WindowQuery, dict[str, int], list[str]] | web.Response:
         """The whole table's counts for the asked window, or the error answer."""
         if tables is None:
-            return view.json({"error": NO_COUNTS.format(role=settings.stages.role)}, status=404)
+            return view.json({"error": views.NO_COUNTS.format(role=settings.stages.role)}, status=404)
         try:
-            query = _query(request)
-        except BadRequest as exc:
+            query = views.query(request.query)
+        except views.BadRequest as exc:
             return view.json({"error": str(exc)}, status=400)
         table = (tables.by_reason if family == "reason" else tables.by_kind)[query.label]
         counts, failed = await _gather(app, request, table, query.start, topics.raw.get_topic_name())
@@ -182,45 +100,21 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
 
     @app.page("/counts/reasons/")
     async def reasons_view(self: web.View, request: web.Request) -> web.Response:
-        """Top reasons and namespaces in one window; ``namespace`` and ``type`` filter."""
+        """Top reasons and namespaces in one window (:func:`streams.counts.views.reasons`)."""
         found = await window_counts(self, request, "reason")
         if not isinstance(found, tuple):
             return found
         query, counts, failed = found
-        namespace, event_type = request.query.get("namespace"), request.query.get("type")
-        selected = {}
-        for key, value in counts.items():
-            ns, typ, _ = split_reason_key(key)
-            if (namespace is None or ns == namespace) and (event_type is None or typ == event_type):
-                selected[key] = value
-        if request.query.get("raw"):
-            return self.json({"counts": selected, "partial": failed})
-        reasons: Counter[tuple[str, str]] = Counter()
-        namespaces: Counter[str] = Counter()
-        for key, value in selected.items():
-            ns, typ, reason = split_reason_key(key)
-            reasons[(typ, reason)] += value
-            namespaces[ns] += value
-        body = query.body({"namespace": namespace, "type": event_type}, selected, failed)
-        body["reasons"] = [{"type": t, "reason": r, "count": c} for (t, r), c in _most(reasons, query.top)]
-        body["namespaces"] = [{"namespace": ns, "count": c} for ns, c in _most(namespaces, query.top)]
-        return self.json(body)
+        return self.json(views.reasons(query, request.query, counts, failed))
 
     @app.page("/counts/kinds/")
     async def kinds_view(self: web.View, request: web.Request) -> web.Response:
-        """Top (involved kind, reason) pairs in one window; ``kind`` filters."""
+        """Top (involved kind, reason) pairs in one window (:func:`streams.counts.views.kinds`)."""
         found = await window_counts(self, request, "kind")
         if not isinstance(found, tuple):
             return found
         query, counts, failed = found
-        kind = request.query.get("kind")
-        selected = {k: v for k, v in counts.items() if kind is None or split_kind_key(k)[0] == kind}
-        if request.query.get("raw"):
-            return self.json({"counts": selected})
-        pairs = Counter({split_kind_key(k): v for k, v in selected.items()})
-        body = query.body({"kind": kind}, selected, failed)
-        body["kinds"] = [{"kind": k, "reason": r, "count": c} for (k, r), c in _most(pairs, query.top)]
-        return self.json(body)
+        return self.json(views.kinds(query, request.query, counts, failed))
 
     @app.page("/metrics")
     async def metrics_view(self: web.View, request: web.Request) -> web.Response:
