@@ -32,7 +32,8 @@ from typing import Any, Protocol
 from streams.core import logs, metrics
 from streams.core.clock import Clock
 from streams.core.health import LIVENESS, READINESS
-from streams.ingest.election import Checkpoint, LeaseHealth, Message, Started, Stopped
+from streams.ingest.checkpoint import Checkpoint
+from streams.ingest.election import LeaseHealth, Message, Started, Stopped
 from streams.ingest.watch import Handoff, Watcher, WatchItem, WatchSettings
 from streams.kube.api import KubeApi
 
@@ -123,7 +124,9 @@ def spawn_thread(name: str, target: Callable[[], None]) -> Thread:
     return thread
 
 
-class Elector(Protocol):
+class ElectionLoop(Protocol):
+    """What the controller needs of :class:`streams.ingest.election.Elector`: a loop for a thread, and its end."""
+
     def run(self) -> None: ...
 
     def stop(self, final: Checkpoint | None = None) -> None: ...
@@ -164,7 +167,7 @@ class IngestController:
         self.tracker = AckTracker(clock.now)
         self.watchers: list[Watcher] = []
         self._threads: list[Thread] = []
-        self._elector: Elector | None = None
+        self._elector: ElectionLoop | None = None
         self._election: Thread | None = None
         # The term the elector granted (0: none yet) and whether it is still ours.
         self.term = 0
@@ -194,7 +197,7 @@ class IngestController:
 
     # --- on the loop -------------------------------------------------------------------------
 
-    def elect(self, elector: Elector) -> None:
+    def elect(self, elector: ElectionLoop) -> None:
         """Run ``elector`` in its own thread; its messages arrive through :meth:`post`."""
         READINESS.set("ingest", True, "following")
         # Not ready before the first round of the election: this worker may be about to lead, and a

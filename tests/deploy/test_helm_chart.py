@@ -31,7 +31,7 @@ from kubernetes.dynamic.exceptions import NotFoundError
 from devstack import transient, wait
 from streams.config.settings import Settings, SettingsError
 from streams.explorer.handlers import Explorer
-from streams.ingest.election import CHECKPOINT_ANNOTATION, Checkpoint, micro_time
+from streams.ingest.checkpoint import CHECKPOINT_ANNOTATION, Checkpoint, micro_time
 from tests.deploy.helpers import (
     CHART_DIR,
     CLUSTER_SCOPED,

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams.ingest.election import Checkpoint
+from streams.ingest.checkpoint import Checkpoint
 from streams.ingest.watch import Tagged, WatchStopped
 from streams.kube.api import ApiError, Disconnected
 

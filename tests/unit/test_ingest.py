@@ -17,8 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.core.health import LIVENESS, READINESS
+from streams.ingest.checkpoint import Checkpoint
 from streams.ingest.controller import AckTracker, IngestController, SendFailed
-from streams.ingest.election import Checkpoint, LeaseHealth, Started, Stopped
+from streams.ingest.election import LeaseHealth, Started, Stopped
 from streams.ingest.watch import WatchItem, WatchSettings
 from tests.unit.kube_fakes import FakeClock, FakeElector, FakeKube, FakeThread, event
 

@@ -25,8 +25,9 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from streams.ingest.checkpoint import Checkpoint
 from streams.ingest.controller import IngestController
-from streams.ingest.election import Checkpoint, Started, Stopped
+from streams.ingest.election import Started, Stopped
 from streams.ingest.watch import Watcher, WatchItem, WatchSettings
 from tests.unit.kube_fakes import FakeClock, FakeElector, FakeKube, FakeThread, event
 

@@ -9,9 +9,8 @@ from typing import TypeVar
 
 import pytest
 
+from streams.ingest.checkpoint import CHECKPOINT_ANNOTATION, Checkpoint
 from streams.ingest.election import (
-    CHECKPOINT_ANNOTATION,
-    Checkpoint,
     Elector,
     LeaseHealth,
     LeaseTimings,

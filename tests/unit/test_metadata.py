@@ -12,7 +12,8 @@ import pytest
 from streams.core import metrics
 from streams.core.health import READINESS
 from streams.ingest import metadata
-from streams.ingest.election import Checkpoint, Started, Stopped
+from streams.ingest.checkpoint import Checkpoint
+from streams.ingest.election import Started, Stopped
 from streams.ingest.metadata import (
     FIELD,
     Batches,
