@@ -80,7 +80,8 @@ async def baseline(env: dict[str, str], total: int, wait: float) -> dict[str, fl
     """Bulk-index the same documents directly, as the sink would, one request at a time."""
     from streams.config.settings import Settings
     from streams.core import events
-    from streams.search.client import SearchClient, index_template, template_name
+    from streams.search.client import SearchClient
+    from streams.search.template import index_template, template_name
 
     settings = Settings.from_env(env)
     batches: list[list[dict[str, Any]]] = []

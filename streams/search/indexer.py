@@ -30,7 +30,8 @@ from streams.config.settings import Settings
 from streams.core import events, logs, metrics
 from streams.core.backoff import Backoff
 from streams.core.health import READINESS
-from streams.search.client import SearchClient, index_template, template_name
+from streams.search.client import SearchClient
+from streams.search.template import index_template, template_name
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from streams.config.settings import Settings
-from streams.search.client import index_template, template_name
+from streams.search.template import index_template, template_name
 from tests.deploy.helpers import COMPOSE_DIR, COMPOSE_FILE, DEPLOY_DOC, ROOT, defaults, image_name, load_yaml
 
 pytestmark = pytest.mark.deploy

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from streams.config.settings import Settings
-from streams.search.client import index_template
+from streams.search.template import index_template
 from tests.deploy.helpers import COMPOSE_DIR, DEPLOY_DOC
 
 pytestmark = pytest.mark.deploy

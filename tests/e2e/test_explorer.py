@@ -27,7 +27,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 from devstack import scratch, transient, wait
 from devstack.worker import Worker, free_port, worker_env
 from streams.config.settings import Settings
-from streams.search.client import index_template, template_name
+from streams.search.template import index_template, template_name
 from tests.e2e.archive import bulk_load, expected_order, synthetic_documents
 from tests.e2e.helpers import create_event
 from tests.fixtures.stack import unique_name
