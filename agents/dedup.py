@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import faust
 from faust.types import EventT, StreamT
@@ -23,6 +23,24 @@ from streams.tables.dedup import DedupMemory
 log = logging.getLogger(__name__)
 
 
+class Memory(Protocol):
+    """What dedup needs of its table (:class:`streams.tables.dedup.DedupMemory`)."""
+
+    def recall(self, uid: str) -> Seen | None: ...
+
+    def remember(self, uid: str, delivered: Seen) -> None: ...
+
+
+class Sends(Protocol):
+    """Where dedup sends (:class:`streams.core.topics.Topics`): Faust topics, or a test's stand-ins."""
+
+    @property
+    def clean(self) -> Any: ...
+
+    @property
+    def dead_letter(self) -> Any: ...
+
+
 class Dedup:
     """One raw record in, exactly one of: a clean record, a dead letter, or a drop as a known version.
 
@@ -31,7 +49,7 @@ class Dedup:
     Errors of Kafka itself are not the record's fault and are not caught here.
     """
 
-    def __init__(self, topics: Topics, memory: DedupMemory, counter: Counter | None = None) -> None:
+    def __init__(self, topics: Sends, memory: Memory, counter: Counter | None = None) -> None:
         self._topics = topics
         self._memory = memory
         self._counter = counter

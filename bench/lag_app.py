@@ -25,6 +25,6 @@ async def _counted(self: lag.LagSampler) -> None:
     ROUNDS.inc()
 
 
-lag.LagSampler.refresh = _counted
+lag.LagSampler.refresh = _counted  # type: ignore[method-assign]  # replaced on purpose, before the app is built
 loop.choose()
 app = pipeline.create_app(pipeline.load_settings())

@@ -24,6 +24,6 @@ async def _poisoned(self: dedup.Dedup, batch: Any) -> None:
     await _process_batch(self, batch)
 
 
-dedup.Dedup.process_batch = _poisoned
+dedup.Dedup.process_batch = _poisoned  # type: ignore[method-assign]  # replaced on purpose, before the app is built
 app = pipeline.create_app(pipeline.load_settings())
 app.agents["dedup"].supervisor_strategy = ForfeitOneForOneSupervisor

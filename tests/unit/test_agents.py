@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from streams.agents import dedup as dedup_stage
 from streams.config.settings import Settings
-from streams.core import topics
+from streams.core import events, topics
 from streams.dedup.decide import Seen
 from streams.pipeline import App
 from streams.tables.dedup import DedupMemory
@@ -228,14 +228,14 @@ async def test_every_record_becomes_one_clean_record_or_one_dead_letter(
 async def test_an_exception_in_one_record_dead_letters_it_and_the_next_flows(
     dedup: Any, sent: Sent, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = dedup_stage.events.summary
+    real = events.summary
 
     def poisoned(event: dict[str, Any]) -> Any:
         if event.get("reason") == "Poison":
             raise KeyError("boom")
         return real(event)
 
-    monkeypatch.setattr(dedup_stage.events, "summary", poisoned)
+    monkeypatch.setattr(events, "summary", poisoned)
     async with dedup.test_context() as agent:
         await agent.put(raw("p", "1", reason="Poison"), key=b"p")
         await agent.put(raw("q", "1"), key=b"q")
