@@ -3,10 +3,11 @@
     API server -> ingest -> raw topic -> dedup -> clean topic -> sink (search engine)
                                            -> counts (tables), dead letters;  retention; web views
 
-Each stage is one name in three places: its pure logic in ``streams/<stage>.py``, its tables in
-``tables/<stage>.py`` and its agents in ``agents/<stage>.py`` (installed as ``streams.tables`` and
-``streams.agents``). Nothing here reads the environment: :func:`load_settings` does, when
-``faust -A streams worker`` first asks for ``streams.app``.
+Each stage is a folder of pure logic, ``streams/<stage>/`` (ingest, dedup, counts, search for the
+sink, retention), wired to Faust by its agents in ``agents/<stage>.py`` and its tables in
+``tables/<stage>.py`` (installed as ``streams.agents`` and ``streams.tables``). Nothing here reads
+the environment: :func:`load_settings` does, when ``faust -A streams worker`` first asks for
+``streams.app``.
 """
 
 from __future__ import annotations
