@@ -93,6 +93,10 @@ def query(params: Mapping[str, str]) -> WindowQuery:
     return WindowQuery(label, start, end, most_wanted)
 
 
+#: A view's answer: the asked window, the query parameters, the whole table's counts, the peers that failed.
+Answer = Callable[[WindowQuery, Mapping[str, str], dict[str, int], list[str]], dict[str, Any]]
+
+
 def _most(counter: Counter[Any], top: int) -> list[tuple[Any, int]]:
     # Ties broken by name so the answer is stable between calls.
     return heapq.nsmallest(top, counter.items(), key=lambda kv: (-kv[1], kv[0]))

@@ -84,10 +84,8 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     READINESS.set("search", False, "not probed yet")
     search: list[SearchClient] = []  # made on first probe, inside the running loop
 
-    async def window_counts(
-        view: web.View, request: web.Request, family: str
-    ) -> tuple[views.WindowQuery, dict[str, int], list[str]] | web.Response:
-        """The whole table's counts for the asked window, or the error answer."""
+    async def counts(view: web.View, request: web.Request, family: str, answer: views.Answer) -> web.Response:
+        """``answer`` over the whole table's counts for the asked window, or the error answer."""
         if tables is None:
             return view.json({"error": views.NO_COUNTS.format(role=settings.stages.role)}, status=404)
         try:
@@ -95,26 +93,18 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
         except views.BadRequest as exc:
             return view.json({"error": str(exc)}, status=400)
         table = (tables.by_reason if family == "reason" else tables.by_kind)[query.label]
-        counts, failed = await _gather(app, request, table, query.start, topics.raw.get_topic_name())
-        return query, counts, failed
+        found, failed = await _gather(app, request, table, query.start, topics.raw.get_topic_name())
+        return view.json(answer(query, request.query, found, failed))
 
     @app.page("/counts/reasons/")
     async def reasons_view(self: web.View, request: web.Request) -> web.Response:
         """Top reasons and namespaces in one window (:func:`streams.counts.views.reasons`)."""
-        found = await window_counts(self, request, "reason")
-        if not isinstance(found, tuple):
-            return found
-        query, counts, failed = found
-        return self.json(views.reasons(query, request.query, counts, failed))
+        return await counts(self, request, "reason", views.reasons)
 
     @app.page("/counts/kinds/")
     async def kinds_view(self: web.View, request: web.Request) -> web.Response:
         """Top (involved kind, reason) pairs in one window (:func:`streams.counts.views.kinds`)."""
-        found = await window_counts(self, request, "kind")
-        if not isinstance(found, tuple):
-            return found
-        query, counts, failed = found
-        return self.json(views.kinds(query, request.query, counts, failed))
+        return await counts(self, request, "kind", views.kinds)
 
     @app.page("/metrics")
     async def metrics_view(self: web.View, request: web.Request) -> web.Response:
