@@ -5,9 +5,12 @@
     kubectl eventlog -n demo --watch
 
 Installed as ``kubectl-eventlog`` (kubectl finds it on PATH as a plugin) and as ``eventlog``.
-The archive is reached with the worker's own settings (``K8SEV_ES_URL``, ``K8SEV_SEARCH_ENGINE``,
-``K8SEV_ES_USERNAME``/``_PASSWORD``/``_API_KEY``/``_CA_CERTS``..., ``K8SEV_INDEX_PREFIX``);
-``--es-url`` overrides the URL. Exit status: 0 done, 1 the archive unreachable or failing, 2 usage.
+By default it asks the explorer's JSON API of the workers, through the API server's service proxy,
+as the kubeconfig's user (``--kubeconfig``, ``--context``, ``--token``): RBAC decides what it shows
+(:mod:`streams.explorer.proxy`). With ``--es-url`` or ``K8SEV_ES_URL`` it reads the archive directly
+instead, with the worker's own settings (``K8SEV_SEARCH_ENGINE``, ``K8SEV_ES_USERNAME``/``_PASSWORD``/
+``_API_KEY``/``_CA_CERTS``..., ``K8SEV_INDEX_PREFIX``): for admins, who hold the engine's credentials.
+Both paths print alike. Exit status: 0 done, 1 the archive unreachable, failing or refusing, 2 usage.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
-from streams.explorer import query
+from streams.explorer import proxy, query
 from streams.settings import Settings, SettingsError
 
 # The worker's settings that say how to reach the archive; the rest (Kafka, Kubernetes) is not ours.
@@ -84,6 +87,10 @@ class UsageError(ValueError):
     pass
 
 
+class ArchiveError(Exception):
+    """The archive, or the API server in front of it, did not answer: the one line to print."""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kubectl eventlog",
@@ -116,7 +123,28 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every archived version of each event (default: its newest, as kubectl events shows it)",
     )
-    p.add_argument("--es-url", help="the archive's URL(s) (default: K8SEV_ES_URL)")
+    kube = p.add_argument_group("through the API server (the default)")
+    kube.add_argument("--kubeconfig", help="the kubeconfig file(s) (default: KUBECONFIG, else ~/.kube/config)")
+    kube.add_argument("--context", help="the kubeconfig context (default: its current context)")
+    kube.add_argument(
+        "--token",
+        help="bearer token for the API server and the explorer behind it, instead of the kubeconfig user's "
+        "(needed when that user signs in with a client certificate: kubectl create token ...)",
+    )
+    kube.add_argument(
+        "--service",
+        help=f"the workers' Service (default: {proxy.DEFAULT_SERVICE}; "
+        f"or {proxy.SERVICE_VARIABLE}=namespace/name:port)",
+    )
+    kube.add_argument("--service-namespace", help=f"its namespace (default: {proxy.DEFAULT_NAMESPACE})")
+    kube.add_argument("--service-port", help=f"its web port's name or number (default: {proxy.DEFAULT_PORT})")
+    kube.add_argument(
+        "--request-timeout", type=float, default=60.0, help="seconds to wait for one answer (default: 60)"
+    )
+    direct = p.add_argument_group("directly from the search engine (admins)")
+    direct.add_argument(
+        "--es-url", help="the archive's URL(s); reads the engine, not the API server (default: K8SEV_ES_URL)"
+    )
     return p
 
 
@@ -125,12 +153,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser().parse_args(argv)
     try:
         params = search_params(args, env)
-        settings = connection_settings(env, args.es_url)
+        if args.es_url or env.get("K8SEV_ES_URL"):
+            archive: Archive = EngineArchive(connection_settings(env, args.es_url))
+        else:
+            archive = proxy_archive(args, env)
     except UsageError as exc:
         print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(args, params, settings, sys.stdout))
+        return asyncio.run(_run(args, params, archive, sys.stdout))
     except KeyboardInterrupt:
         return 0
 
@@ -151,7 +182,7 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     if args.end:
         params["to"] = args.end
     if not args.all_namespaces:
-        params["namespace"] = args.namespace or current_namespace(env)
+        params["namespace"] = args.namespace or current_namespace(env, args.kubeconfig, args.context)
     if args.for_object:
         target = for_object(args.for_object)
         if "group" in target:
@@ -205,20 +236,30 @@ def _flag_names(message: str) -> str:
     return message
 
 
-def current_namespace(env: Mapping[str, str]) -> str:
-    """The namespace of the kubeconfig's current context, as kubectl would use; else ``default``."""
+def kubeconfig_files(env: Mapping[str, str], flag: str | None = None) -> list[str]:
+    """``--kubeconfig``, else KUBECONFIG's files, else ~/.kube/config: kubectl's order."""
+    listed = flag or env.get("KUBECONFIG", "")
+    return [f for f in listed.split(os.pathsep) if f] or [str(Path.home() / ".kube" / "config")]
+
+
+def current_namespace(env: Mapping[str, str], kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace of the kubeconfig's context (``context``, else its current one), as kubectl would use;
+    else ``default``. The first file that names the current context, or has the context, decides (kubectl's merge)."""
     import yaml
 
-    files = [f for f in env.get("KUBECONFIG", "").split(os.pathsep) if f] or [str(Path.home() / ".kube" / "config")]
-    for file in files:
+    configs = []
+    for file in kubeconfig_files(env, kubeconfig):
         try:
             config = yaml.safe_load(Path(file).read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
-        current = config.get("current-context")
-        for context in config.get("contexts") or []:
-            if isinstance(context, dict) and context.get("name") == current:
-                return str((context.get("context") or {}).get("namespace") or "default")
+        if isinstance(config, dict):
+            configs.append(config)
+    wanted = context or next((c["current-context"] for c in configs if c.get("current-context")), None)
+    for config in configs:
+        for entry in config.get("contexts") or []:
+            if isinstance(entry, dict) and entry.get("name") == wanted:
+                return str((entry.get("context") or {}).get("namespace") or "default")
     return "default"
 
 
@@ -240,17 +281,160 @@ def connection_settings(env: Mapping[str, str], es_url: str | None) -> Settings:
         raise UsageError("; ".join(problems)) from None
 
 
-async def _run(args: argparse.Namespace, params: dict[str, str], settings: Settings, out: TextIO) -> int:
-    from streams.search import SearchClient, SearchFailed, SearchUnavailable
+class Archive(Protocol):
+    """Where the command reads: an answer shaped as the explorer's ``/ui/api/search`` with ``source=1``."""
 
-    client = SearchClient(settings)
-    index = f"{settings.search.index_prefix}-*"
-    where = ",".join(settings.search.urls)
+    where: str
+
+    async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """One page; raises :class:`ArchiveError` with the line to print."""
+
+    async def close(self) -> None: ...
+
+
+class EngineArchive:
+    """The search engine itself, with the worker's settings (``--es-url``): what the explorer would answer."""
+
+    def __init__(self, settings: Settings) -> None:
+        from streams.search import SearchClient
+
+        self.client = SearchClient(settings)
+        self.index = f"{settings.search.index_prefix}-*"
+        self.where = ",".join(settings.search.urls)
+
+    async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
+        from streams.search import SearchFailed, SearchUnavailable
+
+        search, page = query.parse_search(params, datetime.now(UTC))
+        try:
+            response = await self.client.search(self.index, query.search_body(search, page))
+        except (SearchUnavailable, TimeoutError) as exc:
+            raise ArchiveError(f"the event archive at {self.where} is unreachable: {exc}") from None
+        except SearchFailed as exc:
+            raise ArchiveError(f"the event archive at {self.where} failed: {exc}") from None
+        return query.search_answer(response, page, sources=True)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+class ProxyArchive:
+    """The explorer's JSON API behind the API server's service proxy, as the kubeconfig's user."""
+
+    def __init__(
+        self,
+        server: str,
+        where: proxy.Target,
+        token: Callable[[], str],
+        ssl_context: Any,
+        server_hostname: str | None,
+        timeout: float,
+    ) -> None:
+        self.server, self.target, self.token = server, where, token
+        self.ssl_context, self.server_hostname, self.timeout = ssl_context, server_hostname, timeout
+        self.where = f"{server} (Service {where})"
+        self._session: Any = None
+
+    async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
+        import aiohttp
+
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        url = proxy.api_url(self.server, self.target, "search", {**params, "source": "1"})
+        extra = {"server_hostname": self.server_hostname} if self.server_hostname else {}
+        try:
+            async with self._session.get(
+                url, headers=proxy.headers(self.token()), ssl=self.ssl_context, allow_redirects=False, **extra
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ArchiveError(f"the API server at {self.server} is unreachable: {exc or type(exc).__name__}") from None
+        if status != 200:
+            raise ArchiveError(proxy.refusal(status, body, self.target, self.server))
+        try:
+            answer: dict[str, Any] = json.loads(body)
+            answer["rows"] = list(answer["rows"])
+        except (ValueError, KeyError, TypeError):
+            raise ArchiveError(f"the explorer behind {self.target} answered no search result") from None
+        return answer
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def proxy_archive(args: argparse.Namespace, env: Mapping[str, str]) -> ProxyArchive:
+    """The kubeconfig's cluster and credentials, as kubectl reads them (the Kubernetes client's loader:
+    certificate data, exec plugins, OIDC), and the worker's Service from the flags."""
+    import ssl
+
+    from kubernetes import client as kube_client
+    from kubernetes import config as kube_config
+    from kubernetes.config.config_exception import ConfigException
+
+    try:
+        where = proxy.target(env, namespace=args.service_namespace, name=args.service, port=args.service_port)
+    except proxy.TargetError as exc:
+        raise UsageError(str(exc)) from None
+    files = os.pathsep.join(kubeconfig_files(env, args.kubeconfig))
+    configuration = kube_client.Configuration()
+    try:
+        contexts, current = kube_config.list_kube_config_contexts(config_file=files)
+        kube_config.load_kube_config(
+            config_file=files, context=args.context, client_configuration=configuration, persist_config=False
+        )
+    except (ConfigException, OSError) as exc:
+        raise UsageError(
+            f"kubeconfig {files}: {exc}; name one with --kubeconfig (or KUBECONFIG), or read the archive"
+            " directly with --es-url"
+        ) from None
+    chosen = next((c for c in contexts if c.get("name") == args.context), None) if args.context else current
+    context = dict((chosen or {}).get("context") or {})
+    if args.token:
+        # Both keys: the client names it BearerToken (37 on), authorization before.
+        configuration.api_key = dict.fromkeys(("BearerToken", "authorization"), f"Bearer {args.token}")
+        configuration.api_key_prefix = {}
+        configuration.refresh_api_key_hook = None
+
+    def authorization() -> str | None:
+        # Each time: an exec plugin's or OIDC token is refreshed by the loader's hook.
+        value: str | None = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+        return value
+
+    try:
+        proxy.token_for_worker(
+            args.token,
+            authorization(),
+            user=str(context.get("user", "")),
+            context=str((chosen or {}).get("name", "")),
+            client_cert=bool(configuration.cert_file),
+        )
+    except proxy.NoToken as exc:
+        raise UsageError(str(exc)) from None
+
+    def token() -> str:
+        return proxy.bearer(authorization())
+
+    try:
+        context_ssl = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+        if configuration.cert_file:
+            context_ssl.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+    except (ssl.SSLError, OSError) as exc:
+        raise UsageError(f"kubeconfig {files}: its CA or client certificate does not load: {exc}") from None
+    if not configuration.verify_ssl:
+        context_ssl.check_hostname = False
+        context_ssl.verify_mode = ssl.CERT_NONE
+    server_name = getattr(configuration, "tls_server_name", None)
+    return ProxyArchive(str(configuration.host), where, token, context_ssl, server_name, args.request_timeout)
+
+
+async def _run(args: argparse.Namespace, params: dict[str, str], archive: Archive, out: TextIO) -> int:
     printer = Printer(args.output, out, wide=args.output == "wide", namespaces=args.all_namespaces)
     try:
-        search, _ = query.parse_search(params, datetime.now(UTC))
-        rows, docs, total = await _newest(client, index, search, args.limit)
+        rows, total = await _newest(archive, params, args.limit)
         fetched = len(rows)
+        docs = [r.pop("source", None) or {} for r in rows]
         if not args.all_versions:
             rows, docs = newest_versions(rows, docs)
         printer.header(args.no_headers)
@@ -259,16 +443,13 @@ async def _run(args: argparse.Namespace, params: dict[str, str], settings: Setti
             print(f"showing the newest {fetched} of {total} documents; narrow it or raise --limit", file=sys.stderr)
         if args.watch:
             print("watching for new events (Ctrl-C stops)", file=sys.stderr, flush=True)
-            await _watch(client, index, params, printer, {r["id"] for r in rows})
-    except (SearchUnavailable, TimeoutError) as exc:
-        print(terminal_safe(f"error: the event archive at {where} is unreachable: {exc}"), file=sys.stderr)
-        return 1
-    except SearchFailed as exc:
-        print(terminal_safe(f"error: the event archive at {where} failed: {exc}"), file=sys.stderr)
+            await _watch(archive, params, printer, {r["id"] for r in rows})
+    except ArchiveError as exc:
+        print(terminal_safe(f"error: {exc}"), file=sys.stderr)
         return 1
     finally:
         with contextlib.suppress(Exception):
-            await client.close()
+            await archive.close()
     return 0
 
 
@@ -287,27 +468,24 @@ def newest_versions(
     return kept_rows, kept_docs
 
 
-async def _newest(
-    client: Any, index: str, search: query.Filter, limit: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+async def _newest(archive: Archive, params: Mapping[str, str], limit: int) -> tuple[list[dict[str, Any]], int]:
+    """The newest ``limit`` rows (each with its ``source``), newest first, and the total matching."""
     rows: list[dict[str, Any]] = []
-    docs: list[dict[str, Any]] = []
-    page = query.Page(size=min(limit, query.MAX_SIZE))
     total = 0
+    after: str | None = None
     while len(rows) < limit:
-        response = await client.search(index, query.search_body(search, page))
-        hits = response["hits"]["hits"]
-        total = int(response["hits"]["total"]["value"])
-        rows.extend(query.row(h) for h in hits)
-        docs.extend(h.get("_source") or {} for h in hits)
-        if len(hits) < page.size:
+        size = min(limit - len(rows), query.MAX_SIZE)
+        page = {**params, "size": str(size), **({"after": after} if after else {})}
+        answer = await archive.search(page)
+        rows.extend(answer["rows"])
+        total = int(answer["total"])
+        after = answer.get("next")
+        if not after or len(answer["rows"]) < size:
             break
-        last = hits[-1]["sort"]
-        page = query.Page(size=min(limit - len(rows), query.MAX_SIZE), after=(int(last[0]), str(last[1]), str(last[2])))
-    return rows[:limit], docs[:limit], total
+    return rows[:limit], total
 
 
-async def _watch(client: Any, index: str, params: dict[str, str], printer: Printer, seen_ids: set[str]) -> None:
+async def _watch(archive: Archive, params: dict[str, str], printer: Printer, seen_ids: set[str]) -> None:
     """Poll for documents not printed yet; a bounded memory of ids drops repeats."""
     seen: OrderedDict[str, None] = OrderedDict.fromkeys(seen_ids)
     window = {k: v for k, v in params.items() if k not in ("range", "from", "to")}
@@ -316,14 +494,14 @@ async def _watch(client: Any, index: str, params: dict[str, str], printer: Print
         now = datetime.now(UTC)
         window["from"] = str(int((now - WATCH_LAG).timestamp() * 1000))
         window["to"] = str(int((now + timedelta(minutes=1)).timestamp() * 1000))
-        search, _ = query.parse_search(window, now)
-        response = await client.search(index, query.search_body(search, query.Page(size=query.MAX_SIZE)))
-        fresh = [h for h in response["hits"]["hits"] if h["_id"] not in seen]
-        for hit in fresh:
-            seen[hit["_id"]] = None
+        answer = await archive.search({**window, "size": str(query.MAX_SIZE)})
+        fresh = [r for r in answer["rows"] if r["id"] not in seen]
+        for item in fresh:
+            seen[item["id"]] = None
         while len(seen) > SEEN_CAPACITY:
             seen.popitem(last=False)
-        printer.rows([query.row(h) for h in fresh[::-1]], [h.get("_source") or {} for h in fresh[::-1]], final=False)
+        docs = [r.pop("source", None) or {} for r in fresh]
+        printer.rows(fresh[::-1], docs[::-1], final=False)
 
 
 class Printer:
