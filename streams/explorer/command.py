@@ -432,7 +432,10 @@ def proxy_archive(args: argparse.Namespace, env: Mapping[str, str]) -> ProxyArch
 async def _run(args: argparse.Namespace, params: dict[str, str], archive: Archive, out: TextIO) -> int:
     printer = Printer(args.output, out, wide=args.output == "wide", namespaces=args.all_namespaces)
     try:
-        rows, total = await _newest(archive, params, args.limit)
+        rows, total, notice = await _newest(archive, params, args.limit)
+        if notice:
+            # The explorer's word on why the answer is empty or cut (no rights anywhere, say).
+            print(terminal_safe(f"note: {notice}"), file=sys.stderr)
         fetched = len(rows)
         docs = [r.pop("source", None) or {} for r in rows]
         if not args.all_versions:
@@ -468,10 +471,11 @@ def newest_versions(
     return kept_rows, kept_docs
 
 
-async def _newest(archive: Archive, params: Mapping[str, str], limit: int) -> tuple[list[dict[str, Any]], int]:
-    """The newest ``limit`` rows (each with its ``source``), newest first, and the total matching."""
+async def _newest(archive: Archive, params: Mapping[str, str], limit: int) -> tuple[list[dict[str, Any]], int, str]:
+    """The newest ``limit`` rows (each with its ``source``), newest first, the total matching, the notice."""
     rows: list[dict[str, Any]] = []
     total = 0
+    notice = ""
     after: str | None = None
     while len(rows) < limit:
         size = min(limit - len(rows), query.MAX_SIZE)
@@ -479,10 +483,11 @@ async def _newest(archive: Archive, params: Mapping[str, str], limit: int) -> tu
         answer = await archive.search(page)
         rows.extend(answer["rows"])
         total = int(answer["total"])
+        notice = str(answer.get("notice") or "")
         after = answer.get("next")
         if not after or len(answer["rows"]) < size:
             break
-    return rows[:limit], total
+    return rows[:limit], total, notice
 
 
 async def _watch(archive: Archive, params: dict[str, str], printer: Printer, seen_ids: set[str]) -> None:

@@ -145,7 +145,7 @@ def refusal(status: int, body: bytes, where: Target, server: str) -> str:
             return (
                 f"the API server refuses you the explorer's service proxy: {message}. Ask for a Role in"
                 f" namespace {where.namespace} with get on services/proxy, resourceNames"
-                f" [{where.name}] (docs/explorer.md)"
+                f" [{where.name}:{where.port}] (docs/explorer.md)"
             )
         if status == 404:
             return (

@@ -167,7 +167,7 @@ SERVER = "https://api:6443"
 def test_no_services_proxy_right_names_the_role_to_ask_for() -> None:
     line = proxy.refusal(403, status(403, 'services "k8s-event-streams:web" is forbidden'), WHERE, SERVER)
     assert "refuses you the explorer's service proxy" in line
-    assert "namespace k8s-event-streams with get on services/proxy, resourceNames [k8s-event-streams]" in line
+    assert "namespace k8s-event-streams with get on services/proxy, resourceNames [k8s-event-streams:web]" in line
 
 
 def test_a_forged_token_is_the_api_servers_401() -> None:
