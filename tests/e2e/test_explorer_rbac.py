@@ -448,6 +448,10 @@ def test_the_worker_checks_the_eventlog_token_itself(proxied: Proxied) -> None:
     assert status == 401 and "does not accept this token" in body["error"]
     status, body = ask(proxy.headers(a))
     assert status == 200 and {r["namespace"] for r in body["rows"]} == {proxied.cluster.team_a}
+    # The worker logged neither token it was shown (nor anything of the header).
+    logged = proxied.cluster.worker.log.read_text()
+    assert a not in logged and forged(proxied.cluster.tokens["c"]) not in logged
+    assert proxy.TOKEN_HEADER.lower() not in logged.lower()
 
 
 def test_eventlog_without_any_rights_says_why(proxied: Proxied) -> None:
