@@ -402,6 +402,46 @@ def test_eventlog_through_the_proxy_c_sees_all_as_the_engine_shows_it(proxied: P
         assert through == out
 
 
+def test_eventlog_watch_through_the_proxy_follows_only_team_a(proxied: Proxied) -> None:
+    import threading
+
+    cluster = proxied.cluster
+    bin_dir = Path(sys.executable).parent
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "HOME": os.environ.get("HOME", "/root"),
+        "KUBECONFIG": str(proxied.kubeconfigs["a"]),
+        "K8SEV_EVENTLOG_SERVICE": f"{cluster.explorer_namespace}/{SERVICE}:web",
+    }
+    argv = [str(bin_dir / "kubectl-eventlog"), "-A", "--reason", "RbacWatched", "--watch", "-o", "json"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    errors: list[str] = []
+    for stream, sink in ((proc.stdout, lines), (proc.stderr, errors)):
+        assert stream is not None
+        threading.Thread(target=lambda s=stream, into=sink: into.extend(iter(s.readline, "")), daemon=True).start()
+    try:
+        wait.until("the initial listing", lambda: any(e.startswith("watching") for e in errors), timeout=60)
+        # Team b's first, and archived, before team a's: the poll that prints team a's has seen it.
+        create_event(cluster.core, cluster.team_b, "watched-b", reason="RbacWatched", message="b")
+        wait.until(
+            "team b's event in the archive",
+            lambda: cluster.api("search", cluster.tokens["c"], range="1h", reason="RbacWatched")[1]["total"],
+            timeout=60,
+            not_yet=transient.http,
+        )
+        create_event(cluster.core, cluster.team_a, "watched-a", reason="RbacWatched", message="a")
+
+        def printed() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in list(lines) if line.startswith("{")]
+
+        wait.until("team a's event on the watch", lambda: any(d["message"] == "a" for d in printed()), timeout=60)
+        assert {d["metadata"]["namespace"] for d in printed()} == {cluster.team_a}, errors
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
 def test_eventlog_without_the_proxy_role_is_told_which_role_to_ask_for(proxied: Proxied) -> None:
     code, out, err = proxied.eventlog("e", "--reason", REASON)
     assert code == 1 and out == ""
