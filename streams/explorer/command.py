@@ -296,15 +296,16 @@ class EngineArchive:
     """The search engine itself, with the worker's settings (``--es-url``): what the explorer would answer."""
 
     def __init__(self, settings: Settings) -> None:
-        from streams.search import SearchClient
-
-        self.client = SearchClient(settings)
+        self.settings = settings
+        self.client: Any = None  # made in the event loop that uses it
         self.index = f"{settings.search.index_prefix}-*"
         self.where = ",".join(settings.search.urls)
 
     async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
-        from streams.search import SearchFailed, SearchUnavailable
+        from streams.search import SearchClient, SearchFailed, SearchUnavailable
 
+        if self.client is None:
+            self.client = SearchClient(self.settings)
         search, page = query.parse_search(params, datetime.now(UTC))
         try:
             response = await self.client.search(self.index, query.search_body(search, page))
@@ -315,7 +316,8 @@ class EngineArchive:
         return query.search_answer(response, page, sources=True)
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.client is not None:
+            await self.client.close()
 
 
 class ProxyArchive:
@@ -339,7 +341,8 @@ class ProxyArchive:
         import aiohttp
 
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+            # trust_env: HTTPS_PROXY/NO_PROXY, as kubectl honours them.
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True)
         url = proxy.api_url(self.server, self.target, "search", {**params, "source": "1"})
         extra = {"server_hostname": self.server_hostname} if self.server_hostname else {}
         try:

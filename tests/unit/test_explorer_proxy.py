@@ -269,7 +269,7 @@ HITS = [
 def test_both_paths_print_alike(output: str, all_versions: bool, capsys: pytest.CaptureFixture[str]) -> None:
     fake = Fake({"hits": {"hits": HITS, "total": {"value": len(HITS), "relation": "eq"}}})
     engine = command.EngineArchive(command.connection_settings({}, "http://engine:9200"))
-    engine.client = fake  # type: ignore[assignment]
+    engine.client = fake
     argv = ["-A", "-o", output, "--limit", "4", *(["--all-versions"] if all_versions else [])]
     args = command.parser().parse_args(argv)
     params = command.search_params(args, {})
