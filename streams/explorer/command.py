@@ -22,6 +22,7 @@ import functools
 import json
 import os
 import sys
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -184,13 +185,7 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     if not args.all_namespaces:
         params["namespace"] = args.namespace or current_namespace(env, args.kubeconfig, args.context)
     if args.for_object:
-        target = for_object(args.for_object)
-        if "group" in target:
-            # Owner chains record kinds, not groups: a kind of another group is that one object only.
-            params.update(target)
-        else:
-            # The object and what it owns, by the recorded owner chain.
-            params["owner"] = f"{target['kind']}/{target['name']}"
+        params.update(for_params(for_object(args.for_object)))
     if args.selector:
         params["labels"] = args.selector
     for flag, key in ((args.types, "type"), (args.reason, "reason"), (args.cluster, "cluster")):
@@ -203,13 +198,14 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     return {k: v for k, v in params.items() if v}
 
 
-def for_object(text: str) -> dict[str, str]:
-    """``--for`` as ``kubectl events`` takes it: ``pod/web-1``, ``deployment.apps/web``, ``widget.example.com/w1``.
+def for_object(text: str, discovered: str | None = None) -> dict[str, str]:
+    """``--for`` as ``kubectl events`` takes it: ``pod/web-1``, ``deployment.apps/web``, ``widgets.example.com/w1``.
 
     A built-in resource (any of kubectl's names for it, with or without its group) becomes its kind.
-    Without the API server's discovery there is no way from a CRD's plural to its kind, so a CRD is
-    named by its kind (``Widget.example.com/w1``; a lower-case first letter is raised) and its group
-    narrows the events to that group's objects.
+    Any other is ``discovered``'s kind when the API server's discovery named it (the command asks it
+    on the API server path: :func:`to_discover`); else it is taken as a kind (``Widget.example.com/w1``;
+    a lower-case first letter is raised), since the archive outlives CRDs and their discovery. Its
+    group narrows the events to that group's objects.
     """
     resource, sep, name = text.partition("/")
     if not sep or not resource or not name or "/" in name:
@@ -218,10 +214,27 @@ def for_object(text: str) -> dict[str, str]:
     kind = KINDS.get(base.lower())
     if kind is not None and group in ("", KIND_GROUPS.get(kind, "")):
         return {"kind": kind, "name": name}
-    params = {"kind": base[:1].upper() + base[1:], "name": name}
+    params = {"kind": discovered or base[:1].upper() + base[1:], "name": name}
     if group:
         params["group"] = group
     return params
+
+
+def to_discover(text: str) -> tuple[str, str] | None:
+    """``--for``'s (resource, group) when no built-in name matched it: what discovery may turn into a kind."""
+    base, _, group = text.partition("/")[0].partition(".")
+    kind = KINDS.get(base.lower())
+    if kind is not None and group in ("", KIND_GROUPS.get(kind, "")):
+        return None
+    return base, group
+
+
+def for_params(target: Mapping[str, str]) -> dict[str, str]:
+    if "group" in target:
+        # Owner chains record kinds, not groups: a kind of another group is that one object only.
+        return dict(target)
+    # The object and what it owns, by the recorded owner chain.
+    return {"owner": f"{target['kind']}/{target['name']}"}
 
 
 def terminal_safe(text: str) -> str:
@@ -337,22 +350,41 @@ class ProxyArchive:
         self.where = f"{server} (Service {where})"
         self._session: Any = None
 
-    async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
+    async def _get(self, url: str) -> tuple[int, bytes]:
         import aiohttp
 
         if self._session is None:
             # trust_env: HTTPS_PROXY/NO_PROXY, as kubectl honours them.
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True)
-        url = proxy.api_url(self.server, self.target, "search", {**params, "source": "1"})
         extra = {"server_hostname": self.server_hostname} if self.server_hostname else {}
         try:
             async with self._session.get(
                 url, headers=proxy.headers(self.token()), ssl=self.ssl_context, allow_redirects=False, **extra
             ) as response:
-                body = await response.read()
-                status = response.status
+                return response.status, await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ArchiveError(f"the API server at {self.server} is unreachable: {exc or type(exc).__name__}") from None
+
+    async def discover(self, resource: str, group: str) -> str | None:
+        """The kind of ``resource`` (plural, singular, short name or kind) in ``group``, by the API
+        server's discovery, as kubectl's RESTMapper finds it; None when it does not say (a CRD since
+        removed: its events are still in the archive)."""
+        server = self.server.rstrip("/")
+        if group:
+            status, body = await self._get(f"{server}/apis/{urllib.parse.quote(group)}")
+            versions = [f"/apis/{urllib.parse.quote(v)}" for v in proxy.group_versions(body)] if status == 200 else []
+        else:
+            versions = ["/api/v1"]
+        for path in versions:
+            status, body = await self._get(server + path)
+            kind = proxy.kind_in(resource, body) if status == 200 else None
+            if kind:
+                return kind
+        return None
+
+    async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
+        url = proxy.api_url(self.server, self.target, "search", {**params, "source": "1"})
+        status, body = await self._get(url)
         if status != 200:
             raise ArchiveError(proxy.refusal(status, body, self.target, self.server))
         try:
@@ -435,6 +467,13 @@ def proxy_archive(args: argparse.Namespace, env: Mapping[str, str]) -> ProxyArch
 async def _run(args: argparse.Namespace, params: dict[str, str], archive: Archive, out: TextIO) -> int:
     printer = Printer(args.output, out, wide=args.output == "wide", namespaces=args.all_namespaces)
     try:
+        wanted = to_discover(args.for_object) if args.for_object else None
+        if wanted is not None and isinstance(archive, ProxyArchive):
+            kind = await archive.discover(*wanted)
+            if kind:
+                for key in ("kind", "name", "group", "owner"):
+                    params.pop(key, None)
+                params.update(for_params(for_object(args.for_object, kind)))
         rows, total, notice = await _newest(archive, params, args.limit)
         if notice:
             # The explorer's word on why the answer is empty or cut (no rights anywhere, say).

@@ -127,6 +127,34 @@ def token_for_worker(flag: str | None, authorization: str | None, *, user: str, 
     )
 
 
+def group_versions(body: bytes) -> list[str]:
+    """An APIGroup's versions (``/apis/<group>``), the preferred first."""
+    try:
+        group = json.loads(body)
+        preferred = str((group.get("preferredVersion") or {}).get("groupVersion") or "")
+        versions = [str(v.get("groupVersion")) for v in group.get("versions") or [] if v.get("groupVersion")]
+    except (ValueError, AttributeError, TypeError):
+        return []
+    return ([preferred] if preferred else []) + [v for v in versions if v != preferred]
+
+
+def kind_in(resource: str, body: bytes) -> str | None:
+    """The kind an APIResourceList names ``resource`` by: its plural, singular, a short name or the kind."""
+    try:
+        resources = json.loads(body).get("resources") or []
+    except (ValueError, AttributeError):
+        return None
+    wanted = resource.lower()
+    for item in resources:
+        if not isinstance(item, dict) or "/" in str(item.get("name", "")) or not item.get("kind"):
+            continue  # a subresource (pods/log), or not a resource at all
+        names = {str(item.get("name")), str(item.get("singularName") or ""), str(item["kind"])}
+        names |= {str(n) for n in item.get("shortNames") or []}
+        if wanted in {n.lower() for n in names if n}:
+            return str(item["kind"])
+    return None
+
+
 def refusal(status: int, body: bytes, where: Target, server: str) -> str:
     """One line for a non-200 answer: the API server's own (a ``Status``) or the worker's (``{"error"}``)."""
     try:

@@ -442,6 +442,72 @@ def test_eventlog_watch_through_the_proxy_follows_only_team_a(proxied: Proxied) 
         proc.wait(10)
 
 
+def test_eventlog_for_takes_a_crds_plural_by_discovery(proxied: Proxied, servers: dict[str, str]) -> None:
+    """``--for widgetparts.<group>/w1`` as kubectl events takes it: the plural (or singular, or short
+    name) becomes the kind WidgetPart by the API server's discovery, which no capitalising could guess."""
+    cluster = proxied.cluster
+    group = f"{cluster.explorer_namespace}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgetparts.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgetparts", "singular": "widgetpart", "kind": "WidgetPart", "shortNames": ["wp"]},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    admin = config.new_client_from_config(config_file=servers["KUBECONFIG"])
+    extensions = client.ApiextensionsV1Api(admin)
+    extensions.create_custom_resource_definition(crd)
+    try:
+
+        def served() -> bool:
+            resources = client.CustomObjectsApi(admin).get_api_resources(group, "v1")
+            return any(r.name == "widgetparts" for r in resources.resources)
+
+        wait.until("the CRD served", served, timeout=60, not_yet=transient.kube_status(404, 503))
+        stamp = now_rfc3339()
+        event = {
+            "metadata": {"name": "w1.part", "namespace": cluster.team_a},
+            "involvedObject": {"kind": "WidgetPart", "name": "w1", "namespace": cluster.team_a,
+                               "apiVersion": f"{group}/v1"},
+            # A reason of its own: the other tests count this module's RbacProbe events.
+            "reason": "RbacWidget",
+            "message": "about a widget part",
+            "type": "Normal",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": "e2e-test"},
+        }  # fmt: skip
+        cluster.core.create_namespaced_event(cluster.team_a, event)
+        wait.until(
+            "the widget part's event in the archive",
+            lambda: cluster.api("search", cluster.tokens["a"], range="1h", reason="RbacWidget")[1]["total"],
+            timeout=60,
+            not_yet=transient.http,
+        )
+        for name in ("widgetparts", "widgetpart", "wp"):
+            argv = ["--reason", "RbacWidget", "--for", f"{name}.{group}/w1", "-o", "json"]
+            code, out, err = proxied.eventlog("a", *argv)
+            assert code == 0, err
+            about = json.loads(out)["items"]
+            assert [(d["involvedObject"]["kind"], d["involvedObject"]["name"]) for d in about] == [
+                ("WidgetPart", "w1")
+            ], name
+    finally:
+        extensions.delete_custom_resource_definition(f"widgetparts.{group}")
+        admin.close()
+
+
 def test_eventlog_without_the_proxy_role_is_told_which_role_to_ask_for(proxied: Proxied) -> None:
     code, out, err = proxied.eventlog("e", "--reason", REASON)
     assert code == 1 and out == ""

@@ -283,3 +283,45 @@ def test_both_paths_print_alike(output: str, all_versions: bool, capsys: pytest.
     if output == "json":
         items = json.loads(printed[0][0])["items"]
         assert items[-1] == HITS[0]["_source"]
+
+
+# ---------------------------------------------------------------- --for by discovery
+
+GROUP = json.dumps(
+    {
+        "kind": "APIGroup",
+        "name": "example.com",
+        "versions": [{"groupVersion": "example.com/v1"}, {"groupVersion": "example.com/v1beta1"}],
+        "preferredVersion": {"groupVersion": "example.com/v1beta1"},
+    }
+).encode()
+RESOURCES = json.dumps(
+    {
+        "kind": "APIResourceList",
+        "resources": [
+            {"name": "widgetparts/status", "kind": "WidgetPart"},
+            {"name": "widgetparts", "singularName": "widgetpart", "kind": "WidgetPart", "shortNames": ["wp"]},
+        ],
+    }
+).encode()
+
+
+def test_discovery_answers_become_a_kind() -> None:
+    assert proxy.group_versions(GROUP) == ["example.com/v1beta1", "example.com/v1"]
+    assert proxy.group_versions(b"not json") == []
+    for name in ("widgetparts", "widgetpart", "wp", "WidgetPart", "WIDGETPARTS"):
+        assert proxy.kind_in(name, RESOURCES) == "WidgetPart", name
+    assert proxy.kind_in("status", RESOURCES) is None
+    assert proxy.kind_in("widgetparts", b"[]") is None
+
+
+def test_only_names_no_built_in_matches_are_discovered() -> None:
+    assert command.to_discover("deployment.apps/web") is None
+    assert command.to_discover("po/web-1") is None
+    assert command.to_discover("widgetparts.example.com/w1") == ("widgetparts", "example.com")
+    assert command.to_discover("deployment.example.com/d") == ("deployment", "example.com")
+    assert command.to_discover("replicationcontroller/rc") == ("replicationcontroller", "")
+    found = command.for_object("widgetparts.example.com/w1", "WidgetPart")
+    assert found == {"kind": "WidgetPart", "name": "w1", "group": "example.com"}
+    # Discovery silent (the CRD gone): the text is taken as a kind, as before.
+    assert command.for_object("WidgetPart.example.com/w1")["kind"] == "WidgetPart"
