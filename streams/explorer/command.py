@@ -350,16 +350,18 @@ class ProxyArchive:
         self.where = f"{server} (Service {where})"
         self._session: Any = None
 
-    async def _get(self, url: str) -> tuple[int, bytes]:
+    async def _get(self, url: str, *, worker: bool = False) -> tuple[int, bytes]:
+        """GET ``url`` as the kubeconfig's user; ``worker``: the token again for the worker behind the proxy."""
         import aiohttp
 
         if self._session is None:
             # trust_env: HTTPS_PROXY/NO_PROXY, as kubectl honours them.
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True)
         extra = {"server_hostname": self.server_hostname} if self.server_hostname else {}
+        sent = proxy.headers(self.token(), worker=worker)
         try:
             async with self._session.get(
-                url, headers=proxy.headers(self.token()), ssl=self.ssl_context, allow_redirects=False, **extra
+                url, headers=sent, ssl=self.ssl_context, allow_redirects=False, **extra
             ) as response:
                 return response.status, await response.read()
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -384,7 +386,7 @@ class ProxyArchive:
 
     async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
         url = proxy.api_url(self.server, self.target, "search", {**params, "source": "1"})
-        status, body = await self._get(url)
+        status, body = await self._get(url, worker=True)
         if status != 200:
             raise ArchiveError(proxy.refusal(status, body, self.target, self.server))
         try:

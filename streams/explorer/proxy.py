@@ -99,9 +99,10 @@ def api_url(server: str, where: Target, what: str, params: Mapping[str, str]) ->
     return server.rstrip("/") + api_path(where, what) + (f"?{query}" if query else "")
 
 
-def headers(token: str) -> dict[str, str]:
-    """What the command sends: the token for the API server, and again for the worker behind it."""
-    return {"Authorization": f"Bearer {token}", TOKEN_HEADER: token, "Accept": "application/json"}
+def headers(token: str, *, worker: bool = True) -> dict[str, str]:
+    """What the command sends: the token for the API server, and (``worker``) again for the worker behind it."""
+    sent = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    return {**sent, TOKEN_HEADER: token} if worker else sent
 
 
 def bearer(authorization: str | None) -> str:

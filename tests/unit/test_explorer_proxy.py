@@ -83,6 +83,8 @@ def test_parameters_cannot_leave_the_query_string(params: dict[str, str]) -> Non
 def test_the_token_goes_to_the_api_server_and_again_to_the_worker() -> None:
     sent = proxy.headers("tok")
     assert sent["Authorization"] == "Bearer tok" and sent[proxy.TOKEN_HEADER] == "tok"
+    # The API server's own answers (discovery) need it once.
+    assert proxy.TOKEN_HEADER not in proxy.headers("tok", worker=False)
 
 
 def test_the_flag_wins_then_the_kubeconfig_users_token() -> None:
