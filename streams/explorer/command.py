@@ -5,9 +5,12 @@
     kubectl eventlog -n demo --watch
 
 Installed as ``kubectl-eventlog`` (kubectl finds it on PATH as a plugin) and as ``eventlog``.
-The archive is reached with the worker's own settings (``K8SEV_ES_URL``, ``K8SEV_SEARCH_ENGINE``,
-``K8SEV_ES_USERNAME``/``_PASSWORD``/``_API_KEY``/``_CA_CERTS``..., ``K8SEV_INDEX_PREFIX``);
-``--es-url`` overrides the URL. Exit status: 0 done, 1 the archive unreachable or failing, 2 usage.
+By default it asks the explorer's JSON API of the workers, through the API server's service proxy,
+as the kubeconfig's user (``--kubeconfig``, ``--context``, ``--token``): RBAC decides what it shows
+(:mod:`streams.explorer.proxy`). With ``--es-url`` or ``K8SEV_ES_URL`` it reads the archive directly
+instead, with the worker's own settings (``K8SEV_SEARCH_ENGINE``, ``K8SEV_ES_USERNAME``/``_PASSWORD``/
+``_API_KEY``/``_CA_CERTS``..., ``K8SEV_INDEX_PREFIX``): for admins, who hold the engine's credentials.
+Both paths print alike. Exit status: 0 done, 1 the archive unreachable, failing or refusing, 2 usage.
 """
 
 from __future__ import annotations
@@ -19,14 +22,15 @@ import functools
 import json
 import os
 import sys
+import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from streams.config.settings import Settings, SettingsError
-from streams.explorer import query
+from streams.explorer import proxy, query
 
 # The worker's settings that say how to reach the archive; the rest (Kafka, Kubernetes) is not ours.
 CONNECTION_VARIABLES = (
@@ -84,6 +88,10 @@ class UsageError(ValueError):
     pass
 
 
+class ArchiveError(Exception):
+    """The archive, or the API server in front of it, did not answer: the one line to print."""
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="kubectl eventlog",
@@ -116,7 +124,28 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every archived version of each event (default: its newest, as kubectl events shows it)",
     )
-    p.add_argument("--es-url", help="the archive's URL(s) (default: K8SEV_ES_URL)")
+    kube = p.add_argument_group("through the API server (the default)")
+    kube.add_argument("--kubeconfig", help="the kubeconfig file(s) (default: KUBECONFIG, else ~/.kube/config)")
+    kube.add_argument("--context", help="the kubeconfig context (default: its current context)")
+    kube.add_argument(
+        "--token",
+        help="bearer token for the API server and the explorer behind it, instead of the kubeconfig user's "
+        "(needed when that user signs in with a client certificate: kubectl create token ...)",
+    )
+    kube.add_argument(
+        "--service",
+        help=f"the workers' Service (default: {proxy.DEFAULT_SERVICE}; "
+        f"or {proxy.SERVICE_VARIABLE}=namespace/name:port)",
+    )
+    kube.add_argument("--service-namespace", help=f"its namespace (default: {proxy.DEFAULT_NAMESPACE})")
+    kube.add_argument("--service-port", help=f"its web port's name or number (default: {proxy.DEFAULT_PORT})")
+    kube.add_argument(
+        "--request-timeout", type=float, default=60.0, help="seconds to wait for one answer (default: 60)"
+    )
+    direct = p.add_argument_group("directly from the search engine (admins)")
+    direct.add_argument(
+        "--es-url", help="the archive's URL(s); reads the engine, not the API server (default: K8SEV_ES_URL)"
+    )
     return p
 
 
@@ -125,12 +154,15 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = parser().parse_args(argv)
     try:
         params = search_params(args, env)
-        settings = connection_settings(env, args.es_url)
+        if args.es_url or env.get("K8SEV_ES_URL"):
+            archive: Archive = EngineArchive(connection_settings(env, args.es_url))
+        else:
+            archive = proxy_archive(args, env)
     except UsageError as exc:
         print(f"error: {terminal_safe(str(exc))}", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_run(args, params, settings, sys.stdout))
+        return asyncio.run(_run(args, params, archive, sys.stdout))
     except KeyboardInterrupt:
         return 0
 
@@ -151,15 +183,9 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     if args.end:
         params["to"] = args.end
     if not args.all_namespaces:
-        params["namespace"] = args.namespace or current_namespace(env)
+        params["namespace"] = args.namespace or current_namespace(env, args.kubeconfig, args.context)
     if args.for_object:
-        target = for_object(args.for_object)
-        if "group" in target:
-            # Owner chains record kinds, not groups: a kind of another group is that one object only.
-            params.update(target)
-        else:
-            # The object and what it owns, by the recorded owner chain.
-            params["owner"] = f"{target['kind']}/{target['name']}"
+        params.update(for_params(for_object(args.for_object)))
     if args.selector:
         params["labels"] = args.selector
     for flag, key in ((args.types, "type"), (args.reason, "reason"), (args.cluster, "cluster")):
@@ -172,13 +198,14 @@ def search_params(args: argparse.Namespace, env: Mapping[str, str]) -> dict[str,
     return {k: v for k, v in params.items() if v}
 
 
-def for_object(text: str) -> dict[str, str]:
-    """``--for`` as ``kubectl events`` takes it: ``pod/web-1``, ``deployment.apps/web``, ``widget.example.com/w1``.
+def for_object(text: str, discovered: str | None = None) -> dict[str, str]:
+    """``--for`` as ``kubectl events`` takes it: ``pod/web-1``, ``deployment.apps/web``, ``widgets.example.com/w1``.
 
     A built-in resource (any of kubectl's names for it, with or without its group) becomes its kind.
-    Without the API server's discovery there is no way from a CRD's plural to its kind, so a CRD is
-    named by its kind (``Widget.example.com/w1``; a lower-case first letter is raised) and its group
-    narrows the events to that group's objects.
+    Any other is ``discovered``'s kind when the API server's discovery named it (the command asks it
+    on the API server path: :func:`to_discover`); else it is taken as a kind (``Widget.example.com/w1``;
+    a lower-case first letter is raised), since the archive outlives CRDs and their discovery. Its
+    group narrows the events to that group's objects.
     """
     resource, sep, name = text.partition("/")
     if not sep or not resource or not name or "/" in name:
@@ -187,10 +214,27 @@ def for_object(text: str) -> dict[str, str]:
     kind = KINDS.get(base.lower())
     if kind is not None and group in ("", KIND_GROUPS.get(kind, "")):
         return {"kind": kind, "name": name}
-    params = {"kind": base[:1].upper() + base[1:], "name": name}
+    params = {"kind": discovered or base[:1].upper() + base[1:], "name": name}
     if group:
         params["group"] = group
     return params
+
+
+def to_discover(text: str) -> tuple[str, str] | None:
+    """``--for``'s (resource, group) when no built-in name matched it: what discovery may turn into a kind."""
+    base, _, group = text.partition("/")[0].partition(".")
+    kind = KINDS.get(base.lower())
+    if kind is not None and group in ("", KIND_GROUPS.get(kind, "")):
+        return None
+    return base, group
+
+
+def for_params(target: Mapping[str, str]) -> dict[str, str]:
+    if "group" in target:
+        # Owner chains record kinds, not groups: a kind of another group is that one object only.
+        return dict(target)
+    # The object and what it owns, by the recorded owner chain.
+    return {"owner": f"{target['kind']}/{target['name']}"}
 
 
 def terminal_safe(text: str) -> str:
@@ -205,20 +249,30 @@ def _flag_names(message: str) -> str:
     return message
 
 
-def current_namespace(env: Mapping[str, str]) -> str:
-    """The namespace of the kubeconfig's current context, as kubectl would use; else ``default``."""
+def kubeconfig_files(env: Mapping[str, str], flag: str | None = None) -> list[str]:
+    """``--kubeconfig``, else KUBECONFIG's files, else ~/.kube/config: kubectl's order."""
+    listed = flag or env.get("KUBECONFIG", "")
+    return [f for f in listed.split(os.pathsep) if f] or [str(Path.home() / ".kube" / "config")]
+
+
+def current_namespace(env: Mapping[str, str], kubeconfig: str | None = None, context: str | None = None) -> str:
+    """The namespace of the kubeconfig's context (``context``, else its current one), as kubectl would use;
+    else ``default``. The first file that names the current context, or has the context, decides (kubectl's merge)."""
     import yaml
 
-    files = [f for f in env.get("KUBECONFIG", "").split(os.pathsep) if f] or [str(Path.home() / ".kube" / "config")]
-    for file in files:
+    configs = []
+    for file in kubeconfig_files(env, kubeconfig):
         try:
             config = yaml.safe_load(Path(file).read_text()) or {}
         except (OSError, yaml.YAMLError):
             continue
-        current = config.get("current-context")
-        for context in config.get("contexts") or []:
-            if isinstance(context, dict) and context.get("name") == current:
-                return str((context.get("context") or {}).get("namespace") or "default")
+        if isinstance(config, dict):
+            configs.append(config)
+    wanted = context or next((c["current-context"] for c in configs if c.get("current-context")), None)
+    for config in configs:
+        for entry in config.get("contexts") or []:
+            if isinstance(entry, dict) and entry.get("name") == wanted:
+                return str((entry.get("context") or {}).get("namespace") or "default")
     return "default"
 
 
@@ -240,17 +294,174 @@ def connection_settings(env: Mapping[str, str], es_url: str | None) -> Settings:
         raise UsageError("; ".join(problems)) from None
 
 
-async def _run(args: argparse.Namespace, params: dict[str, str], settings: Settings, out: TextIO) -> int:
-    from streams.search.client import SearchClient, SearchFailed, SearchUnavailable
+class Archive(Protocol):
+    """Where the command reads: an answer shaped as the explorer's ``/ui/api/search`` with ``source=1``."""
 
-    client = SearchClient(settings)
-    index = f"{settings.search.index_prefix}-*"
-    where = ",".join(settings.search.urls)
+    where: str
+
+    async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """One page; raises :class:`ArchiveError` with the line to print."""
+
+    async def close(self) -> None: ...
+
+
+class EngineArchive:
+    """The search engine itself, with the worker's settings (``--es-url``): what the explorer would answer."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client: Any = None  # made in the event loop that uses it
+        self.index = f"{settings.search.index_prefix}-*"
+        self.where = ",".join(settings.search.urls)
+
+    async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
+        from streams.search.client import SearchClient, SearchFailed, SearchUnavailable
+
+        if self.client is None:
+            self.client = SearchClient(self.settings)
+        search, page = query.parse_search(params, datetime.now(UTC))
+        try:
+            response = await self.client.search(self.index, query.search_body(search, page))
+        except (SearchUnavailable, TimeoutError) as exc:
+            raise ArchiveError(f"the event archive at {self.where} is unreachable: {exc}") from None
+        except SearchFailed as exc:
+            raise ArchiveError(f"the event archive at {self.where} failed: {exc}") from None
+        return query.search_answer(response, page, sources=True)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+
+class ProxyArchive:
+    """The explorer's JSON API behind the API server's service proxy, as the kubeconfig's user."""
+
+    def __init__(
+        self,
+        server: str,
+        where: proxy.Target,
+        token: Callable[[], str],
+        ssl_context: Any,
+        server_hostname: str | None,
+        timeout: float,
+    ) -> None:
+        self.server, self.target, self.token = server, where, token
+        self.ssl_context, self.server_hostname, self.timeout = ssl_context, server_hostname, timeout
+        self.where = f"{server} (Service {where})"
+        self._session: Any = None
+
+    async def _get(self, url: str, *, worker: bool = False) -> tuple[int, bytes]:
+        """GET ``url`` as the kubeconfig's user; ``worker``: the token again for the worker behind the proxy."""
+        import aiohttp
+
+        if self._session is None:
+            # trust_env: HTTPS_PROXY/NO_PROXY, as kubectl honours them.
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout), trust_env=True)
+        extra = {"server_hostname": self.server_hostname} if self.server_hostname else {}
+        sent = proxy.headers(self.token(), worker=worker)
+        try:
+            async with self._session.get(
+                url, headers=sent, ssl=self.ssl_context, allow_redirects=False, **extra
+            ) as response:
+                return response.status, await response.read()
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ArchiveError(f"the API server at {self.server} is unreachable: {exc or type(exc).__name__}") from None
+
+    async def discover(self, resource: str, group: str) -> str | None:
+        """The kind of ``resource`` (plural, singular, short name or kind) in ``group``, by the API
+        server's discovery, as kubectl's RESTMapper finds it; None when it does not say (a CRD since
+        removed: its events are still in the archive)."""
+        server = self.server.rstrip("/")
+        if group:
+            status, body = await self._get(f"{server}/apis/{urllib.parse.quote(group)}")
+            versions = [f"/apis/{urllib.parse.quote(v)}" for v in proxy.group_versions(body)] if status == 200 else []
+        else:
+            versions = ["/api/v1"]
+        for path in versions:
+            status, body = await self._get(server + path)
+            kind = proxy.kind_in(resource, body) if status == 200 else None
+            if kind:
+                return kind
+        return None
+
+    async def search(self, params: Mapping[str, str]) -> dict[str, Any]:
+        url = proxy.api_url(self.server, self.target, "search", {**params, "source": "1"})
+        status, body = await self._get(url, worker=True)
+        if status != 200:
+            raise ArchiveError(proxy.refusal(status, body, self.target, self.server))
+        try:
+            answer: dict[str, Any] = json.loads(body)
+            answer["rows"] = list(answer["rows"])
+        except (ValueError, KeyError, TypeError):
+            raise ArchiveError(f"the explorer behind {self.target} answered no search result") from None
+        return answer
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+def proxy_archive(args: argparse.Namespace, env: Mapping[str, str]) -> ProxyArchive:
+    """The kubeconfig's cluster and credentials, as kubectl reads them (the Kubernetes client's loader:
+    certificate data, exec plugins, OIDC), and the worker's Service from the flags."""
+    import ssl
+
+    from streams.kube.client import KubeconfigError, read_kubeconfig
+
+    try:
+        where = proxy.target(env, namespace=args.service_namespace, name=args.service, port=args.service_port)
+    except proxy.TargetError as exc:
+        raise UsageError(str(exc)) from None
+    files = os.pathsep.join(kubeconfig_files(env, args.kubeconfig))
+    try:
+        kubeconfig = read_kubeconfig(files, args.context, args.token)
+    except KubeconfigError as exc:
+        raise UsageError(
+            f"kubeconfig {files}: {exc}; name one with --kubeconfig (or KUBECONFIG), or read the archive"
+            " directly with --es-url"
+        ) from None
+    try:
+        proxy.token_for_worker(
+            args.token,
+            kubeconfig.authorization(),
+            user=kubeconfig.user,
+            context=kubeconfig.context,
+            client_cert=bool(kubeconfig.cert_file),
+        )
+    except proxy.NoToken as exc:
+        raise UsageError(str(exc)) from None
+
+    def token() -> str:
+        return proxy.bearer(kubeconfig.authorization())
+
+    try:
+        context_ssl = ssl.create_default_context(cafile=kubeconfig.ca_file)
+        if kubeconfig.cert_file:
+            context_ssl.load_cert_chain(kubeconfig.cert_file, kubeconfig.key_file)
+    except (ssl.SSLError, OSError) as exc:
+        raise UsageError(f"kubeconfig {files}: its CA or client certificate does not load: {exc}") from None
+    if not kubeconfig.verify_ssl:
+        context_ssl.check_hostname = False
+        context_ssl.verify_mode = ssl.CERT_NONE
+    return ProxyArchive(kubeconfig.host, where, token, context_ssl, kubeconfig.tls_server_name, args.request_timeout)
+
+
+async def _run(args: argparse.Namespace, params: dict[str, str], archive: Archive, out: TextIO) -> int:
     printer = Printer(args.output, out, wide=args.output == "wide", namespaces=args.all_namespaces)
     try:
-        search, _ = query.parse_search(params, datetime.now(UTC))
-        rows, docs, total = await _newest(client, index, search, args.limit)
+        wanted = to_discover(args.for_object) if args.for_object else None
+        if wanted is not None and isinstance(archive, ProxyArchive):
+            kind = await archive.discover(*wanted)
+            if kind:
+                for key in ("kind", "name", "group", "owner"):
+                    params.pop(key, None)
+                params.update(for_params(for_object(args.for_object, kind)))
+        rows, total, notice = await _newest(archive, params, args.limit)
+        if notice:
+            # The explorer's word on why the answer is empty or cut (no rights anywhere, say).
+            print(terminal_safe(f"note: {notice}"), file=sys.stderr)
         fetched = len(rows)
+        docs = [r.pop("source", None) or {} for r in rows]
         if not args.all_versions:
             rows, docs = newest_versions(rows, docs)
         printer.header(args.no_headers)
@@ -259,16 +470,13 @@ async def _run(args: argparse.Namespace, params: dict[str, str], settings: Setti
             print(f"showing the newest {fetched} of {total} documents; narrow it or raise --limit", file=sys.stderr)
         if args.watch:
             print("watching for new events (Ctrl-C stops)", file=sys.stderr, flush=True)
-            await _watch(client, index, params, printer, {r["id"] for r in rows})
-    except (SearchUnavailable, TimeoutError) as exc:
-        print(terminal_safe(f"error: the event archive at {where} is unreachable: {exc}"), file=sys.stderr)
-        return 1
-    except SearchFailed as exc:
-        print(terminal_safe(f"error: the event archive at {where} failed: {exc}"), file=sys.stderr)
+            await _watch(archive, params, printer, {r["id"] for r in rows})
+    except ArchiveError as exc:
+        print(terminal_safe(f"error: {exc}"), file=sys.stderr)
         return 1
     finally:
         with contextlib.suppress(Exception):
-            await client.close()
+            await archive.close()
     return 0
 
 
@@ -287,27 +495,26 @@ def newest_versions(
     return kept_rows, kept_docs
 
 
-async def _newest(
-    client: Any, index: str, search: query.Filter, limit: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
+async def _newest(archive: Archive, params: Mapping[str, str], limit: int) -> tuple[list[dict[str, Any]], int, str]:
+    """The newest ``limit`` rows (each with its ``source``), newest first, the total matching, the notice."""
     rows: list[dict[str, Any]] = []
-    docs: list[dict[str, Any]] = []
-    page = query.Page(size=min(limit, query.MAX_SIZE))
     total = 0
+    notice = ""
+    after: str | None = None
     while len(rows) < limit:
-        response = await client.search(index, query.search_body(search, page))
-        hits = response["hits"]["hits"]
-        total = int(response["hits"]["total"]["value"])
-        rows.extend(query.row(h) for h in hits)
-        docs.extend(h.get("_source") or {} for h in hits)
-        if len(hits) < page.size:
+        size = min(limit - len(rows), query.MAX_SIZE)
+        page = {**params, "size": str(size), **({"after": after} if after else {})}
+        answer = await archive.search(page)
+        rows.extend(answer["rows"])
+        total = int(answer["total"])
+        notice = str(answer.get("notice") or "")
+        after = answer.get("next")
+        if not after or len(answer["rows"]) < size:
             break
-        last = hits[-1]["sort"]
-        page = query.Page(size=min(limit - len(rows), query.MAX_SIZE), after=(int(last[0]), str(last[1]), str(last[2])))
-    return rows[:limit], docs[:limit], total
+    return rows[:limit], total, notice
 
 
-async def _watch(client: Any, index: str, params: dict[str, str], printer: Printer, seen_ids: set[str]) -> None:
+async def _watch(archive: Archive, params: dict[str, str], printer: Printer, seen_ids: set[str]) -> None:
     """Poll for documents not printed yet; a bounded memory of ids drops repeats."""
     seen: OrderedDict[str, None] = OrderedDict.fromkeys(seen_ids)
     window = {k: v for k, v in params.items() if k not in ("range", "from", "to")}
@@ -316,14 +523,14 @@ async def _watch(client: Any, index: str, params: dict[str, str], printer: Print
         now = datetime.now(UTC)
         window["from"] = str(int((now - WATCH_LAG).timestamp() * 1000))
         window["to"] = str(int((now + timedelta(minutes=1)).timestamp() * 1000))
-        search, _ = query.parse_search(window, now)
-        response = await client.search(index, query.search_body(search, query.Page(size=query.MAX_SIZE)))
-        fresh = [h for h in response["hits"]["hits"] if h["_id"] not in seen]
-        for hit in fresh:
-            seen[hit["_id"]] = None
+        answer = await archive.search({**window, "size": str(query.MAX_SIZE)})
+        fresh = [r for r in answer["rows"] if r["id"] not in seen]
+        for item in fresh:
+            seen[item["id"]] = None
         while len(seen) > SEEN_CAPACITY:
             seen.popitem(last=False)
-        printer.rows([query.row(h) for h in fresh[::-1]], [h.get("_source") or {} for h in fresh[::-1]], final=False)
+        docs = [r.pop("source", None) or {} for r in fresh]
+        printer.rows(fresh[::-1], docs[::-1], final=False)
 
 
 class Printer:

@@ -129,12 +129,20 @@ class Explorer:
             return True
         return bool(self.config.token) and hmac.compare_digest(password.encode(), self.config.token.encode())
 
-    async def admit(self, authorization: str | None, json_api: bool) -> Reply | Identity | None:
-        """The caller: None (no per-person limits), the person a TokenReview named, or the refusal."""
+    async def admit(
+        self, authorization: str | None, json_api: bool, eventlog_token: str | None = None
+    ) -> Reply | Identity | None:
+        """The caller: None (no per-person limits), the person a TokenReview named, or the refusal.
+
+        ``eventlog_token`` is the ``X-Eventlog-Token`` header: ``kubectl eventlog``'s bearer token
+        again, since the API server's service proxy drops ``Authorization`` once it has authenticated
+        the caller. Read only in ``kubernetes`` mode, where it is one more way to present a token that
+        a TokenReview then checks; a shared token or basic credentials never come that way.
+        """
         if self.config.mode != "kubernetes":
             return None if self.authorized(authorization) else self.refused(json_api)
         assert self.gate is not None
-        token = bearer_or_password(authorization)
+        token = bearer_or_password(authorization) or (eventlog_token or "").strip()
         if not token:
             return self.refused(json_api)
         try:
@@ -246,10 +254,15 @@ class Explorer:
     async def _search(
         self, client: Searcher, params: Mapping[str, str], within: tuple[str, ...] | None
     ) -> dict[str, Any]:
+        # source=1: each row also carries its whole document, for `kubectl eventlog -o json|yaml`.
+        sources = params.get("source", "") == "1"
+        if params.get("source", "1") != "1":
+            raise query.QueryError("source: 1 or absent")
+        params = {k: v for k, v in params.items() if k != "source"}
         search, page = query.parse_search(params, self.clock())
         search = replace(search, within=within)
         response = await self._ask(client, query.search_body(search, page, self.config.timeout))
-        answer = query.search_answer(response, page)
+        answer = query.search_answer(response, page, sources=sources)
         answer["range"] = {"from": search.range.start_ms, "to": search.range.end_ms}
         return answer
 

@@ -696,7 +696,8 @@ def _owner_refs(doc: Mapping[str, Any]) -> list[str]:
     return [str(r) for r in refs if isinstance(r, str)] if isinstance(refs, list) else []
 
 
-def search_answer(response: Mapping[str, Any], page: Page) -> dict[str, Any]:
+def search_answer(response: Mapping[str, Any], page: Page, *, sources: bool = False) -> dict[str, Any]:
+    """The API's answer; ``sources``: each row with its document as archived (``source``)."""
     hits = (response.get("hits") or {}).get("hits") or []
     total = (response.get("hits") or {}).get("total") or {}
     full = len(hits) == page.size
@@ -706,7 +707,7 @@ def search_answer(response: Mapping[str, Any], page: Page) -> dict[str, Any]:
         "exact": not isinstance(total, Mapping) or total.get("relation", "eq") == "eq",
         "timed_out": bool(response.get("timed_out")),
         "took_ms": int(response.get("took", 0)),
-        "rows": [row(h) for h in hits],
+        "rows": [{**row(h), "source": h.get("_source") or {}} if sources else row(h) for h in hits],
         "next": encode_cursor(list(last)) if full and isinstance(last, list) and len(last) == 3 else None,
     }
 

@@ -15,6 +15,8 @@ from faust import web
 from streams.config.settings import Settings
 from streams.core import logs
 from streams.explorer.handlers import Explorer, Reply, log
+from streams.explorer.proxy import TOKEN_HEADER
+from streams.kube.api import Identity
 
 
 def install(app: Any, settings: Settings) -> Explorer | None:
@@ -56,9 +58,13 @@ def install(app: Any, settings: Settings) -> Explorer | None:
     def respond(view: web.View, reply: Reply) -> web.Response:
         return view.bytes(reply.body, content_type=reply.content_type, status=reply.status, headers=reply.headers)
 
+    async def admitted(request: web.Request, json_api: bool) -> Reply | Identity | None:
+        headers = request.headers
+        return await core.admit(headers.get("Authorization"), json_api, headers.get(TOKEN_HEADER))
+
     async def guarded(request: web.Request, json_api: bool) -> Reply | None:
-        admitted = await core.admit(request.headers.get("Authorization"), json_api)
-        return admitted if isinstance(admitted, Reply) else None
+        who = await admitted(request, json_api)
+        return who if isinstance(who, Reply) else None
 
     @app.page("/ui")
     async def explorer_root(self: web.View, request: web.Request) -> web.Response:
@@ -76,10 +82,10 @@ def install(app: Any, settings: Settings) -> Explorer | None:
     @app.page("/ui/api/{what}")
     async def explorer_api(self: web.View, request: web.Request, what: str) -> web.Response:
         """JSON: search, histogram, timeline."""
-        admitted = await core.admit(request.headers.get("Authorization"), True)
-        if isinstance(admitted, Reply):
-            return respond(self, admitted)
-        return respond(self, await core.api(what, dict(request.query), admitted))
+        who = await admitted(request, True)
+        if isinstance(who, Reply):
+            return respond(self, who)
+        return respond(self, await core.api(what, dict(request.query), who))
 
     logs.info(log, "explorer_installed", path="/ui/", protected=explorer.protected, auth=explorer.mode)
     return core

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +38,64 @@ def api_client(kubeconfig: Path | None) -> client.ApiClient:
         config.load_incluster_config(client_configuration=configuration)
         return client.ApiClient(configuration)
     return config.new_client_from_config()
+
+
+@dataclass(frozen=True)
+class Kubeconfig:
+    """A kubeconfig's cluster and credentials as kubectl reads them (certificate data, exec plugins,
+    OIDC), for a caller that speaks HTTP itself (``kubectl eventlog`` through the service proxy)."""
+
+    host: str
+    ca_file: str | None
+    cert_file: str | None
+    key_file: str | None
+    verify_ssl: bool
+    tls_server_name: str | None
+    #: The context chosen (``--context`` or the current one): its name and its user's name.
+    context: str
+    user: str
+    #: ``Bearer ...`` or None, read anew each call: an exec plugin's or OIDC token is refreshed by the loader.
+    authorization: Callable[[], str | None]
+
+
+class KubeconfigError(Exception):
+    """The kubeconfig cannot be read; the message names why."""
+
+
+def read_kubeconfig(files: str, context: str | None, token: str | None) -> Kubeconfig:
+    """``files``: paths joined by ``os.pathsep`` (as ``KUBECONFIG``); ``token`` replaces the user's credentials."""
+    from kubernetes.config.config_exception import ConfigException
+
+    configuration = client.Configuration()
+    try:
+        contexts, current = config.list_kube_config_contexts(config_file=files)
+        config.load_kube_config(
+            config_file=files, context=context, client_configuration=configuration, persist_config=False
+        )
+    except (ConfigException, OSError) as exc:
+        raise KubeconfigError(str(exc)) from None
+    chosen = next((c for c in contexts if c.get("name") == context), None) if context else current
+    if token:
+        # Both keys: the client names it BearerToken (37 on), authorization before.
+        configuration.api_key = dict.fromkeys(("BearerToken", "authorization"), f"Bearer {token}")
+        configuration.api_key_prefix = {}
+        configuration.refresh_api_key_hook = None
+
+    def authorization() -> str | None:
+        value: str | None = configuration.get_api_key_with_prefix("BearerToken", alias="authorization")
+        return value
+
+    return Kubeconfig(
+        host=str(configuration.host),
+        ca_file=configuration.ssl_ca_cert or None,
+        cert_file=configuration.cert_file or None,
+        key_file=configuration.key_file or None,
+        verify_ssl=bool(configuration.verify_ssl),
+        tls_server_name=getattr(configuration, "tls_server_name", None),
+        context=str((chosen or {}).get("name", "")),
+        user=str(dict((chosen or {}).get("context") or {}).get("user", "")),
+        authorization=authorization,
+    )
 
 
 def _api_error(exc: ApiException) -> ApiError:

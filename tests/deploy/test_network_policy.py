@@ -249,5 +249,8 @@ def test_the_notes_warn_only_when_the_explorer_is_open(tmp_path: Path) -> None:
     )
     assert "The Ingress exposes the explorer (/ui) to anyone" in exposed
     assert "WARNING" not in notes(tmp_path, "explorer.auth.existingSecret=ui", "explorer.auth.tokenKey=t")
+    # kubectl eventlog's users are told the Service to name and the Role they need.
+    assert "export K8SEV_EVENTLOG_SERVICE=" in default and ":web" in default.split("K8SEV_EVENTLOG_SERVICE=")[1]
+    assert "get on services/proxy" in default
     assert "every pod in the cluster reaches the web port" in notes(tmp_path, "networkPolicy.enabled=false")
     assert "every pod in the cluster" not in default

@@ -1,9 +1,11 @@
 """K8SEV_EXPLORER_AUTH=kubernetes on the real API server: ServiceAccount tokens, Roles and RoleBindings.
 
 ServiceAccounts A (a Role with list events in team-a), B (team-b, and default, where the Node events
-are kept), C (cluster-wide ``view``), N (no rights) and D (team-a, its binding removed during the
-test). Real events in team-a, team-b and about a Node reach the archive through a real worker; each
-person's JSON API answers are compared with what they may read.
+are kept), C (cluster-wide ``view``), N (no rights), D (team-a, its binding removed during the
+test) and E (team-a, like A, but without the service proxy's Role). Real events in team-a, team-b and
+about a Node reach the archive through a real worker; each person's JSON API answers are compared
+with what they may read, and so is ``kubectl eventlog`` run with each one's kubeconfig through the
+API server's service proxy (the worker exposed as a Service of the API server: devstack.service_proxy).
 
 Only the servers this needs are started (Kafka, Elasticsearch, the API server with etcd, and the
 controller-manager, which fills in the aggregated ``view`` ClusterRole).
@@ -13,6 +15,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
@@ -28,10 +33,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from devstack import scratch, transient, wait
+from devstack import scratch, service_proxy, transient, wait
 from devstack import stack as devstack
 from devstack.worker import Worker, unique_name, worker_env
-from tests.deploy.rbac import service_account_token
+from tests.deploy.rbac import admin_cluster, service_account_token, write_token_kubeconfig
 from tests.e2e.helpers import create_event, now_rfc3339
 from tests.fixtures.worker import TEST_SETTINGS
 
@@ -42,6 +47,9 @@ SERVERS = ("kafka", "elasticsearch", "kube-apiserver", "kube-controller-manager"
 TTL = 2.0
 REASON = "RbacProbe"
 CHROMIUM = "/usr/bin/chromium"
+# The workers' Service, named as k8s/ names it, in a namespace of the module's own.
+SERVICE = "k8s-event-streams"
+PROXY_ROLE = "eventlog-proxy"
 
 
 @dataclass
@@ -53,6 +61,7 @@ class Cluster:
     team_b: str
     node: str
     tokens_namespace: str
+    explorer_namespace: str
     tokens: dict[str, str] = field(default_factory=dict)
 
     def api(self, what: str, token: str | None, **params: str) -> tuple[int, Any]:
@@ -87,6 +96,31 @@ def list_events_role(rbac: client.RbacAuthorizationV1Api, namespace: str, accoun
     rbac.create_namespaced_role_binding(namespace, binding)
 
 
+def services_proxy_role(
+    rbac: client.RbacAuthorizationV1Api, namespace: str, accounts: list[str], accounts_ns: str
+) -> None:
+    """What docs/explorer.md tells an operator to grant for `kubectl eventlog`: get on the workers'
+    Service's proxy, by the name the request carries (``name:port``)."""
+    role = {
+        "metadata": {"name": PROXY_ROLE},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["services/proxy"],
+                "resourceNames": [f"{SERVICE}:web"],
+                "verbs": ["get"],
+            }
+        ],
+    }
+    rbac.create_namespaced_role(namespace, role)
+    binding = {
+        "metadata": {"name": PROXY_ROLE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": PROXY_ROLE},
+        "subjects": [{"kind": "ServiceAccount", "name": a, "namespace": accounts_ns} for a in accounts],
+    }
+    rbac.create_namespaced_role_binding(namespace, binding)
+
+
 def with_conflict_ok(call: Any) -> None:
     with_status_ok(409, call)
 
@@ -114,7 +148,8 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     core, rbac = client.CoreV1Api(admin), client.RbacAuthorizationV1Api(admin)
     name = unique_name("rbac")
     team_a, team_b, accounts = f"{name}-team-a", f"{name}-team-b", f"{name}-people"
-    for namespace in (team_a, team_b, accounts):
+    explorer_ns = f"{name}-explorer"
+    for namespace in (team_a, team_b, accounts, explorer_ns):
         core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     view = f"{name}-c-view"
 
@@ -124,9 +159,12 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
 
     wait.until("the view ClusterRole aggregated", view_lists_events, timeout=60)
     try:
-        for account in ("a", "b", "c", "d", "n"):
+        for account in ("a", "b", "c", "d", "n", "e"):
             core.create_namespaced_service_account(accounts, {"metadata": {"name": account}})
         list_events_role(rbac, team_a, "a", accounts)
+        list_events_role(rbac, team_a, "e", accounts)
+        # Made now, long before the first `kubectl eventlog`: the API server's RBAC has long seen them.
+        services_proxy_role(rbac, explorer_ns, ["a", "c", "n"], accounts)
         list_events_role(rbac, team_b, "b", accounts)
         list_events_role(rbac, "default", "b", accounts)  # where the Node events are: still not theirs
         list_events_role(rbac, team_a, "d", accounts)
@@ -137,7 +175,7 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
                 "subjects": [{"kind": "ServiceAccount", "name": "c", "namespace": accounts}],
             }
         )
-        tokens = {account: service_account_token(core, account, accounts) for account in ("a", "b", "c", "d", "n")}
+        tokens = {account: service_account_token(core, account, accounts) for account in ("a", "b", "c", "d", "n", "e")}
         tmp = tmp_path_factory.mktemp("rbac")
         settings = {**TEST_SETTINGS, "K8SEV_EXPLORER_AUTH": "kubernetes", "K8SEV_EXPLORER_REVIEW_TTL": f"{TTL}s"}
         worker = Worker(env=worker_env(servers, data_dir=tmp / name, name=name, **settings), log=tmp / "worker.log")
@@ -159,7 +197,7 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
                 "source": {"component": "e2e-test"},
             }
             core.create_namespaced_event("default", node_event)
-            found = Cluster(worker, core, rbac, team_a, team_b, node, accounts, tokens)
+            found = Cluster(worker, core, rbac, team_a, team_b, node, accounts, explorer_ns, tokens)
 
             def archived() -> bool:
                 # This module's three events, not just any three: a worker watching the whole cluster
@@ -180,7 +218,7 @@ def cluster(servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
             # drop_app also tries the engines this module did not start: their addresses suffice.
             scratch.drop_app({**devstack.env(devstack.all_servers()), **servers}, name)
     finally:
-        for namespace in (team_a, team_b, accounts):
+        for namespace in (team_a, team_b, accounts, explorer_ns):
             core.delete_namespace(namespace)
         # The Node event lives in default, which no namespace deletion takes along.
         with_status_ok(404, lambda: core.delete_namespaced_event(f"{name}-node.probe", "default"))
@@ -256,6 +294,276 @@ def test_removing_the_rolebinding_takes_effect_within_the_ttl(cluster: Cluster) 
     assert took < TTL + 5, took
     status, body = cluster.api("search", cluster.tokens["d"], namespace=cluster.team_a)
     assert status == 403 and cluster.team_a in body["error"]
+
+
+# ---------------------------------------------------------------- kubectl eventlog, through the service proxy
+
+
+@dataclass
+class Proxied:
+    cluster: Cluster
+    servers: dict[str, str]
+    kubeconfigs: dict[str, Path]
+    address: str
+
+    def eventlog(self, who: str, *argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """``kubectl-eventlog`` as ``who``, with only their kubeconfig: no search engine settings at all."""
+        bin_dir = Path(sys.executable).parent
+        base = {
+            "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+            "HOME": os.environ.get("HOME", "/root"),
+            "KUBECONFIG": str(self.kubeconfigs[who]),
+            "K8SEV_EVENTLOG_SERVICE": f"{self.cluster.explorer_namespace}/{SERVICE}",
+        }
+        done = subprocess.run(
+            [str(bin_dir / "kubectl-eventlog"), *argv],
+            env={**base, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done.returncode, done.stdout, done.stderr
+
+    def items(self, who: str, *argv: str) -> list[dict[str, Any]]:
+        code, out, err = self.eventlog(who, "--reason", REASON, "--since", "1h", "-o", "json", *argv)
+        assert code == 0, err
+        return list(json.loads(out)["items"])
+
+
+def forged(token: str) -> str:
+    """``token`` with its subject changed and the signature kept: what the API server must refuse."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims["sub"] = "system:serviceaccount:kube-system:admin"
+    return f"{header}.{base64.urlsafe_b64encode(json.dumps(claims).encode()).decode().rstrip('=')}.{signature}"
+
+
+@pytest.fixture(scope="module")
+def proxied(cluster: Cluster, servers: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+    server, ca = admin_cluster(servers["KUBECONFIG"])
+    tmp = tmp_path_factory.mktemp("kubeconfigs")
+    people = {**cluster.tokens, "forged": forged(cluster.tokens["c"])}
+    # Each one's context namespace is team-a: what `kubectl eventlog` without -n asks for.
+    kubeconfigs = {
+        who: write_token_kubeconfig(tmp / f"{who}.kubeconfig", server, ca, token, cluster.team_a)
+        for who, token in people.items()
+    }
+    namespace = cluster.explorer_namespace
+    with service_proxy.expose(cluster.core, namespace, SERVICE, cluster.worker.port) as address:
+
+        def through_the_proxy() -> int:
+            # The admin's request, as the command's will go: API server -> Endpoints -> the worker.
+            response = cluster.core.connect_get_namespaced_service_proxy_with_path(
+                f"{SERVICE}:web", namespace, "readyz", _preload_content=False
+            )
+            return int(response.status) == 200
+
+        wait.until(
+            "the worker through the service proxy", through_the_proxy, timeout=30, not_yet=transient.kube_status(503)
+        )
+        yield Proxied(cluster, servers, kubeconfigs, address)
+
+
+def test_eventlog_through_the_proxy_shows_a_only_team_a(proxied: Proxied) -> None:
+    cluster = proxied.cluster
+    everything = proxied.items("a", "-A")
+    assert everything and {d["metadata"]["namespace"] for d in everything} == {cluster.team_a}
+    # Without -n: the kubeconfig context's namespace, as kubectl; the table of kubectl events.
+    code, out, err = proxied.eventlog("a", "--reason", REASON)
+    assert code == 0, err
+    header, *rows = out.splitlines()
+    assert header.split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert [r.split()[1:] for r in rows] == [["Normal", REASON, "Pod/in-a-pod", "about", "team", "a"]]
+    # Asking for team b: the worker's 403, naming it, in one line.
+    code, out, err = proxied.eventlog("a", "-n", cluster.team_b, "--reason", REASON)
+    assert code == 1 and out == ""
+    assert err.startswith(f"error: the explorer behind {cluster.explorer_namespace}/{SERVICE}:web answered 403:")
+    assert f"may not list events in namespace '{cluster.team_b}'" in err and len(err.splitlines()) == 1
+
+
+def test_eventlog_through_the_proxy_c_sees_all_as_the_engine_shows_it(proxied: Proxied) -> None:
+    cluster = proxied.cluster
+    everything = proxied.items("c", "-A")
+    assert {cluster.team_a, cluster.team_b} <= {d["metadata"]["namespace"] for d in everything}
+    node = proxied.items("c", "-A", "--for", f"node/{cluster.node}")
+    assert [(d["involvedObject"]["kind"], d["involvedObject"]["name"]) for d in node] == [("Node", cluster.node)]
+    # The same documents, in the same order, as an admin reading the engine itself.
+    direct = {
+        "K8SEV_ES_URL": cluster.worker.env["K8SEV_ES_URL"],
+        "K8SEV_INDEX_PREFIX": cluster.worker.index_prefix,
+    }
+    for argv in (["-A"], ["-A", "--for", f"node/{cluster.node}"], ["-A", "--all-versions"]):
+        code, out, err = proxied.eventlog(
+            "forged", "--reason", REASON, "--since", "1h", "-o", "yaml", *argv, env=direct
+        )
+        assert code == 0, err  # the engine's path asks the API server nothing: the forged kubeconfig is unused
+        code, through, err = proxied.eventlog("c", "--reason", REASON, "--since", "1h", "-o", "yaml", *argv)
+        assert code == 0, err
+        assert through == out
+
+
+def test_eventlog_watch_through_the_proxy_follows_only_team_a(proxied: Proxied) -> None:
+    import threading
+
+    cluster = proxied.cluster
+    bin_dir = Path(sys.executable).parent
+    env = {
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "HOME": os.environ.get("HOME", "/root"),
+        "KUBECONFIG": str(proxied.kubeconfigs["a"]),
+        "K8SEV_EVENTLOG_SERVICE": f"{cluster.explorer_namespace}/{SERVICE}:web",
+    }
+    argv = [str(bin_dir / "kubectl-eventlog"), "-A", "--reason", "RbacWatched", "--watch", "-o", "json"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    errors: list[str] = []
+    for stream, sink in ((proc.stdout, lines), (proc.stderr, errors)):
+        assert stream is not None
+        threading.Thread(target=lambda s=stream, into=sink: into.extend(iter(s.readline, "")), daemon=True).start()
+    try:
+        wait.until("the initial listing", lambda: any(e.startswith("watching") for e in errors), timeout=60)
+        # Team b's first, and archived, before team a's: the poll that prints team a's has seen it.
+        create_event(cluster.core, cluster.team_b, "watched-b", reason="RbacWatched", message="b")
+        wait.until(
+            "team b's event in the archive",
+            lambda: cluster.api("search", cluster.tokens["c"], range="1h", reason="RbacWatched")[1]["total"],
+            timeout=60,
+            not_yet=transient.http,
+        )
+        create_event(cluster.core, cluster.team_a, "watched-a", reason="RbacWatched", message="a")
+
+        def printed() -> list[dict[str, Any]]:
+            return [json.loads(line) for line in list(lines) if line.startswith("{")]
+
+        wait.until("team a's event on the watch", lambda: any(d["message"] == "a" for d in printed()), timeout=60)
+        assert {d["metadata"]["namespace"] for d in printed()} == {cluster.team_a}, errors
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_eventlog_for_takes_a_crds_plural_by_discovery(proxied: Proxied, servers: dict[str, str]) -> None:
+    """``--for widgetparts.<group>/w1`` as kubectl events takes it: the plural (or singular, or short
+    name) becomes the kind WidgetPart by the API server's discovery, which no capitalising could guess."""
+    cluster = proxied.cluster
+    group = f"{cluster.explorer_namespace}.example.com"
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"widgetparts.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": "widgetparts", "singular": "widgetpart", "kind": "WidgetPart", "shortNames": ["wp"]},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    admin = config.new_client_from_config(config_file=servers["KUBECONFIG"])
+    extensions = client.ApiextensionsV1Api(admin)
+    extensions.create_custom_resource_definition(crd)
+    try:
+
+        def served() -> bool:
+            resources = client.CustomObjectsApi(admin).get_api_resources(group, "v1")
+            return any(r.name == "widgetparts" for r in resources.resources)
+
+        wait.until("the CRD served", served, timeout=60, not_yet=transient.kube_status(404, 503))
+        stamp = now_rfc3339()
+        event = {
+            "metadata": {"name": "w1.part", "namespace": cluster.team_a},
+            "involvedObject": {"kind": "WidgetPart", "name": "w1", "namespace": cluster.team_a,
+                               "apiVersion": f"{group}/v1"},
+            # A reason of its own: the other tests count this module's RbacProbe events.
+            "reason": "RbacWidget",
+            "message": "about a widget part",
+            "type": "Normal",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "source": {"component": "e2e-test"},
+        }  # fmt: skip
+        cluster.core.create_namespaced_event(cluster.team_a, event)
+        wait.until(
+            "the widget part's event in the archive",
+            lambda: cluster.api("search", cluster.tokens["a"], range="1h", reason="RbacWidget")[1]["total"],
+            timeout=60,
+            not_yet=transient.http,
+        )
+        for name in ("widgetparts", "widgetpart", "wp"):
+            argv = ["--reason", "RbacWidget", "--for", f"{name}.{group}/w1", "-o", "json"]
+            code, out, err = proxied.eventlog("a", *argv)
+            assert code == 0, err
+            about = json.loads(out)["items"]
+            assert [(d["involvedObject"]["kind"], d["involvedObject"]["name"]) for d in about] == [
+                ("WidgetPart", "w1")
+            ], name
+    finally:
+        extensions.delete_custom_resource_definition(f"widgetparts.{group}")
+        admin.close()
+
+
+def test_eventlog_without_the_proxy_role_is_told_which_role_to_ask_for(proxied: Proxied) -> None:
+    code, out, err = proxied.eventlog("e", "--reason", REASON)
+    assert code == 1 and out == ""
+    namespace = proxied.cluster.explorer_namespace
+    assert err.startswith("error: the API server refuses you the explorer's service proxy:")
+    assert 'cannot get resource "services/proxy"' in err
+    assert f"namespace {namespace} with get on services/proxy, resourceNames [{SERVICE}:web]" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_eventlog_with_a_forged_token_is_refused_by_the_api_server(proxied: Proxied) -> None:
+    code, out, err = proxied.eventlog("forged", "--reason", REASON)
+    assert code == 1 and out == ""
+    assert err.startswith("error: the API server at https://") and "does not accept your credentials" in err
+    # And a forged --token over a good kubeconfig: the flag is what is sent.
+    code, _, err = proxied.eventlog("a", "--reason", REASON, "--token", forged(proxied.cluster.tokens["a"]))
+    assert code == 1 and "does not accept your credentials" in err
+
+
+def test_the_worker_checks_the_eventlog_token_itself(proxied: Proxied) -> None:
+    """Through the proxy as A: the API server lets the request through, and the worker decides on the
+    token it is shown, never on the API server's say-so; without one it sees nobody."""
+    import ssl
+
+    from streams.explorer import proxy
+
+    server, ca = admin_cluster(proxied.servers["KUBECONFIG"])
+    where = proxy.Target(proxied.cluster.explorer_namespace, SERVICE, "web")
+    url = proxy.api_url(server, where, "search", {"range": "1h", "reason": REASON})
+    context = ssl.create_default_context(cadata=ca.decode())
+
+    def ask(headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(url, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=context) as resp:
+                return int(resp.status), json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    a = proxied.cluster.tokens["a"]
+    status, body = ask({"Authorization": f"Bearer {a}"})
+    assert status == 401 and body["state"] == "unauthorized", "the API server passed on Authorization"
+    status, body = ask({"Authorization": f"Bearer {a}", proxy.TOKEN_HEADER: forged(proxied.cluster.tokens["c"])})
+    assert status == 401 and "does not accept this token" in body["error"]
+    status, body = ask(proxy.headers(a))
+    assert status == 200 and {r["namespace"] for r in body["rows"]} == {proxied.cluster.team_a}
+    # The worker logged neither token it was shown (nor anything of the header).
+    logged = proxied.cluster.worker.log.read_text()
+    assert a not in logged and forged(proxied.cluster.tokens["c"]) not in logged
+    assert proxy.TOKEN_HEADER.lower() not in logged.lower()
+
+
+def test_eventlog_without_any_rights_says_why(proxied: Proxied) -> None:
+    code, out, err = proxied.eventlog("n", "-A", "--reason", REASON)
+    assert code == 0 and out == ""
+    assert "may list events in no namespace" in err
 
 
 # ---------------------------------------------------------------- the page, in Chromium
