@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -77,7 +78,8 @@ def enrichment_of(settings: Settings, api: KubernetesApi) -> metadata.Enrichment
     )
 
 
-def install(app: faust.App, settings: Settings, topics: Topics) -> None:
+def install(app: faust.App, settings: Settings, topics: Topics) -> Callable[[], Awaitable[None]]:
+    """The ingest stage's run, for the app to start as a task and to stop first at shutdown."""
     keep = EventFilter.of(settings.kube)
     publish = Publisher(topics.raw, record_limit(settings))
 
@@ -149,4 +151,4 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
                 await enrichment.stop(deadline)
             await controller.stop(deadline)
 
-    app.task(ingest)
+    return ingest

@@ -18,6 +18,7 @@ import os
 import ssl
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -26,7 +27,7 @@ from mode.utils.times import want_seconds
 
 from streams.agents import counts, dedup, ingest, lag, retention, sink
 from streams.config.settings import Settings, SettingsError
-from streams.core import kafka_admin, logs, topics
+from streams.core import faust_compat, kafka_admin, logs, topics
 from streams.explorer import web as explorer
 from streams.ops import liveness, startup, web
 from streams.tables import counts as count_tables
@@ -74,6 +75,10 @@ class App(faust.App):
     settings: Settings
     #: Set when the worker starts to stop: retry loops (the sink's) end instead of waiting.
     stopping: asyncio.Event
+    #: The ingest stage's run, when this worker runs it (:func:`streams.agents.ingest.install`), and
+    #: its task once started: kept so that shutdown stops it first, by this handle.
+    ingest: Callable[[], Awaitable[None]] | None = None
+    ingest_task: asyncio.Future[None] | None = None
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
@@ -153,6 +158,11 @@ class App(faust.App):
             specs += [kafka_admin.TopicSpec(name, partitions, replicas, config) for name in topic.topics]
         return specs
 
+    async def on_started_init_extra_tasks(self) -> None:
+        await super().on_started_init_extra_tasks()
+        if self.ingest is not None:
+            self.ingest_task = self.add_future(self.ingest())
+
     async def on_stop(self) -> None:
         self.stopping.set()
         timeout = self.settings.stages.shutdown_timeout
@@ -167,17 +177,13 @@ class App(faust.App):
         """End the ingest task first, through its own shutdown path (its ``finally``: the watch stops,
         in-flight sends are flushed while the producer still runs, the Lease is released with the last
         acknowledged checkpoint). Faust would cancel it only after stopping the producer."""
-        tasks = [
-            future
-            for future in self._futures
-            if getattr(getattr(future, "__wrapped__", None), "__qualname__", "").endswith("<locals>.ingest")
-        ]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=bound)
-            if pending:
-                logs.warning(log, "ingest_stop_timeout", seconds=f"{bound:g}")
+        task = self.ingest_task
+        if task is None or task.done():
+            return
+        task.cancel()
+        _, pending = await asyncio.wait([task], timeout=bound)
+        if pending:
+            logs.warning(log, "ingest_stop_timeout", seconds=f"{bound:g}")
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         if not self.stopping.is_set():
@@ -192,11 +198,11 @@ class App(faust.App):
         drain = self.settings.stages.shutdown_timeout * DRAIN_SHARE
         deadline = loop.time() + drain
         logger.info("Wait for streams (at most %.0fs)...", drain)
-        while consumer._unacked_messages and loop.time() < deadline:
+        while faust_compat.unacked_count(consumer) and loop.time() < deadline:
             await consumer.commit()
             await asyncio.sleep(0.1)
-            consumer._clean_unacked_messages()
-        if left := len(consumer._unacked_messages):
+            faust_compat.forget_acked(consumer)
+        if left := faust_compat.unacked_count(consumer):
             logs.warning(log, "shutdown_drain_timeout", seconds=f"{drain:g}", unacknowledged=left)
         await consumer.commit()
 
@@ -273,7 +279,7 @@ def create_app(settings: Settings) -> App:
     declared = topics.declare(app, settings)
 
     if settings.runs_ingest:
-        ingest.install(app, settings, declared)
+        app.ingest = ingest.install(app, settings, declared)
     counted = None
     if settings.runs_streams:
         counted = count_tables.declare(app, settings)

@@ -15,7 +15,7 @@ import logging
 import threading
 from typing import Any
 
-from streams.core import logs, metrics
+from streams.core import faust_compat, logs, metrics
 from streams.core.health import LIVENESS, LOOP, LoopWatchdog
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def agent_problems(agent: Any) -> list[str]:
     problems = []
     if agent.crashed:
         problems.append(f"agent crashed: {agent.crash_reason!r}"[:300])
-    for actor in list(agent._actors):
+    for actor in faust_compat.agent_actors(agent):
         task = actor.actor_task
         if actor.crashed:
             problems.append(f"actor crashed: {actor.crash_reason!r}"[:300])

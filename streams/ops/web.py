@@ -21,7 +21,7 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.config.settings import Settings
-from streams.core import logs
+from streams.core import faust_compat, logs
 from streams.core.health import LIVENESS, READINESS
 from streams.core.metrics import REGISTRY
 from streams.core.topics import Topics
@@ -150,7 +150,7 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     async def probe_kafka() -> None:
         """Kafka reachability: a metadata round trip through the worker's own producer."""
         try:
-            producer = app.producer._ensure_producer()
+            producer = faust_compat.kafka_producer(app.producer)
             await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=5)
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
             READINESS.set("kafka", False, f"{type(exc).__name__}: {str(exc)[:200]}")
