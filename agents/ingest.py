@@ -23,6 +23,7 @@ import faust
 
 from streams.config.settings import Settings
 from streams.core import clock, kafka_admin, logs, metrics
+from streams.core.health import Probes
 from streams.core.topics import Topics
 from streams.ingest import metadata
 from streams.ingest.controller import IngestController
@@ -59,7 +60,7 @@ async def check_raw_topic(cluster: kafka_admin.Cluster, settings: Settings) -> N
     logs.info(log, "raw_topic_checked", topic=topic, max_message_bytes=allowed or "created by the worker")
 
 
-def enrichment_of(settings: Settings, api: KubernetesApi) -> metadata.Enrichment | None:
+def enrichment_of(settings: Settings, api: KubernetesApi, health: Probes) -> metadata.Enrichment | None:
     wanted = settings.enrich
     if not wanted.enabled:
         return None
@@ -75,10 +76,11 @@ def enrichment_of(settings: Settings, api: KubernetesApi) -> metadata.Enrichment
             grace=wanted.deleted_grace,
             page_size=settings.kube.list_page_size,
         ),
+        health=health,
     )
 
 
-def install(app: faust.App, settings: Settings, topics: Topics) -> Callable[[], Awaitable[None]]:
+def install(app: faust.App, settings: Settings, topics: Topics, health: Probes) -> Callable[[], Awaitable[None]]:
     """The ingest stage's run, for the app to start as a task and to stop first at shutdown."""
     keep = EventFilter.of(settings.kube)
     publish = Publisher(topics.raw, record_limit(settings))
@@ -92,7 +94,7 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> Callable[[], 
             return
         api = KubernetesApi.from_kubeconfig(settings.kube.kubeconfig)
         kube = settings.kube
-        enrichment = enrichment_of(settings, api)
+        enrichment = enrichment_of(settings, api, health)
         send: Any = publish
         if enrichment is not None:
             enrich = enrichment.enricher
@@ -116,6 +118,7 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> Callable[[], 
             publish=send,
             keep=keep,
             on_filtered=filtered,
+            health=health,
         )
         lease = settings.lease
         post = controller.post

@@ -28,6 +28,7 @@ from mode.utils.times import want_seconds
 from streams.agents import counts, dedup, ingest, lag, retention, sink
 from streams.config.settings import Settings, SettingsError
 from streams.core import faust_compat, kafka_admin, logs, topics
+from streams.core.health import Probes
 from streams.explorer import web as explorer
 from streams.ops import liveness, startup, web
 from streams.tables import counts as count_tables
@@ -73,6 +74,8 @@ class App(faust.App):
     """
 
     settings: Settings
+    #: This worker's /readyz and /healthz registries, handed to every part that reports.
+    health: Probes
     #: Set when the worker starts to stop: retry loops (the sink's) end instead of waiting.
     stopping: asyncio.Event
     #: The ingest stage's run, when this worker runs it (:func:`streams.agents.ingest.install`), and
@@ -82,8 +85,8 @@ class App(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        liveness.start_watchdog()
-        self.add_future(liveness.watch(self))
+        liveness.start_watchdog(self.health.liveness)
+        self.add_future(liveness.watch(self, self.health.liveness))
         await self._wait_for_kafka()
 
     async def _wait_for_kafka(self) -> None:
@@ -160,6 +163,9 @@ class App(faust.App):
 
     async def on_started_init_extra_tasks(self) -> None:
         await super().on_started_init_extra_tasks()
+        self._start_ingest()
+
+    def _start_ingest(self) -> None:
         if self.ingest is not None:
             self.ingest_task = self.add_future(self.ingest())
 
@@ -276,18 +282,19 @@ def create_app(settings: Settings) -> App:
     )
     app.settings = settings
     app.stopping = asyncio.Event()
+    app.health = Probes()
     declared = topics.declare(app, settings)
 
     if settings.runs_ingest:
-        app.ingest = ingest.install(app, settings, declared)
+        app.ingest = ingest.install(app, settings, declared, app.health)
     counted = None
     if settings.runs_streams:
         counted = count_tables.declare(app, settings)
         dedup.install(app, settings, declared, dedup_tables.declare(app, settings), counts.Counter(counted))
-        sink.install(app, settings, declared, app.stopping)
+        sink.install(app, settings, declared, app.stopping, app.health)
         retention.install(app, settings)
         lag.install(app, settings)
-    web.install(app, settings, declared, counted)
+    web.install(app, settings, declared, counted, app.health)
     explorer.install(app, settings)
 
     @app.task

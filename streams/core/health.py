@@ -4,20 +4,21 @@ Each part sets its own status here; the web views only read, so they answer at o
 or the search engine do. A part that is not running in this worker (the watch with
 ``K8SEV_INGEST=false``) is simply absent.
 
-Two registries, one kind of check:
+Two registries, one kind of check, both owned by the worker's app (:class:`Probes`, ``app.health``)
+and handed to each part that reports (a part given none keeps its checks to itself: unit tests, benches):
 
-* :data:`LIVENESS` (``/healthz``, 500 when any check fails): restart me, I will not get better.
+* ``liveness`` (``/healthz``, 500 when any check fails): restart me, I will not get better.
   The hooks other parts use:
 
-  - ``LIVENESS.beat(name, within=seconds)``: a heartbeat; the check fails once no beat came for
+  - ``liveness.beat(name, within=seconds)``: a heartbeat; the check fails once no beat came for
     ``within`` seconds (the event loop's heartbeat ``loop``; the ingest election thread beats
     ``election`` on each round).
-  - ``LIVENESS.set(name, ok, detail, grace=seconds)``: a flag; a failing flag fails the check only
+  - ``liveness.set(name, ok, detail, grace=seconds)``: a flag; a failing flag fails the check only
     after ``grace`` seconds of failing (an agent's crashed actor that Faust's supervisor did not
-    restart in time; ``LIVENESS.set("election", False, "thread died: ...")`` when a thread ends).
-  - ``LIVENESS.drop(prefix)``: a part that no longer runs here.
+    restart in time; ``liveness.set("election", False, "thread died: ...")`` when a thread ends).
+  - ``liveness.drop(prefix)``: a part that no longer runs here.
 
-* :data:`READINESS` (``/readyz``, 503 when any check fails): I cannot do my job right now (Kafka or
+* ``readiness`` (``/readyz``, 503 when any check fails): I cannot do my job right now (Kafka or
   the search engine unreachable, the sink failing for longer than ``K8SEV_SINK_UNREADY_AFTER``).
 """
 
@@ -101,10 +102,15 @@ class Health:
         return all(b["ok"] for b in body.values()), body
 
 
-#: Readiness: can this worker do its job now (watch streaming, Kafka and the search engine reachable)?
-READINESS = Health()
-#: Liveness: is every part of this worker running (loop, agents, threads), or should it be restarted?
-LIVENESS = Health()
+@dataclass(frozen=True)
+class Probes:
+    """One worker's two registries."""
+
+    #: Can this worker do its job now (watch streaming, Kafka and the search engine reachable)?
+    readiness: Health = field(default_factory=Health)
+    #: Is every part of this worker running (loop, agents, threads), or should it be restarted?
+    liveness: Health = field(default_factory=Health)
+
 
 LOOP = "loop"
 

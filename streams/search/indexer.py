@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 from streams.config.settings import Settings
 from streams.core import events, logs, metrics
 from streams.core.backoff import Backoff
-from streams.core.health import READINESS
+from streams.core.health import Probes
 from streams.search.client import SearchClient
 from streams.search.template import index_template, template_name
 
@@ -192,8 +192,10 @@ class Indexer:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         stopping: asyncio.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        health: Probes | None = None,
     ) -> None:
         self._settings = settings
+        self.health = health or Probes()
         self._client = client
         self._dead_letter = dead_letter
         self._sleep = sleep
@@ -327,7 +329,7 @@ class Indexer:
         failing_for = now - self._failing_since
         kind = "permanent" if permanent else "transient"
         detail = f"{call} failing for {failing_for:.0f}s: {cause} ({kind}): {error[:200]}"
-        READINESS.set("sink", False, detail, grace=self._settings.stages.sink_unready_after)
+        self.health.readiness.set("sink", False, detail, grace=self._settings.stages.sink_unready_after)
         logs.warning(
             log,
             "search_request_refused" if permanent else "search_unavailable",
@@ -341,7 +343,7 @@ class Indexer:
     def _succeeded(self) -> None:
         metrics.SEARCH_UP.set(1)
         self._failing_since = None
-        READINESS.set("sink", True, self._client.engine)
+        self.health.readiness.set("sink", True, self._client.engine)
 
 
 def _count_indexed(batch: Sequence[Indexable], not_done: set[int]) -> None:
