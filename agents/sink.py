@@ -19,9 +19,16 @@ from streams.search.indexer import Abandoned, Indexer, Rejection
 log = logging.getLogger(__name__)
 
 
-def install(app: faust.App, settings: Settings, topics: Topics, stopping: asyncio.Event | None, health: Probes) -> None:
-    """Register the sink agent; ``stopping`` (set when the worker stops) ends its retrying; its
-    readiness check goes to ``health``."""
+def install(
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    stopping: asyncio.Event | None,
+    health: Probes,
+    client: SearchClient,
+) -> None:
+    """Register the sink agent, indexing through the worker's search ``client`` (the app closes it);
+    ``stopping`` (set when the worker stops) ends its retrying; its readiness check goes to ``health``."""
 
     async def dead_letter(rejection: Rejection) -> None:
         item = rejection.event
@@ -47,7 +54,6 @@ def install(app: faust.App, settings: Settings, topics: Topics, stopping: asynci
         )
 
     async def sink(stream: StreamT[CleanEvent]) -> None:
-        client = SearchClient(settings)
         indexer = Indexer(settings, client, dead_letter, stopping=stopping, health=health)
         taken: list[EventT] = []
         try:
@@ -60,7 +66,5 @@ def install(app: faust.App, settings: Settings, topics: Topics, stopping: asynci
         except Abandoned as exc:
             # Not acknowledged, so not committed: the next owner of these partitions indexes them.
             logs.warning(log, "sink_batch_abandoned", documents=len(taken), reason=str(exc))
-        finally:
-            await client.close()
 
     app.agent(topics.clean, name="sink")(sink)

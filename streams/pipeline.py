@@ -31,6 +31,7 @@ from streams.core import faust_compat, kafka_admin, logs, topics
 from streams.core.health import Probes
 from streams.explorer import web as explorer
 from streams.ops import liveness, startup, web
+from streams.search.client import SearchClient
 from streams.tables import counts as count_tables
 from streams.tables import dedup as dedup_tables
 
@@ -62,6 +63,9 @@ class _Transport(aiokafka_driver.Transport):
 DRAIN_SHARE = 1 / 3
 
 
+#: Seconds for closing the search client's connections at the end of shutdown.
+SEARCH_CLOSE_WITHIN = 5.0
+
 #: Seconds of polls of the cluster's metadata for the topics just created.
 TOPIC_METADATA_WAIT = 20.0
 
@@ -76,6 +80,9 @@ class App(faust.App):
     settings: Settings
     #: This worker's /readyz and /healthz registries, handed to every part that reports.
     health: Probes
+    #: The worker's one search-engine client: the sink's, retention's, the probe's and the explorer's;
+    #: closed when the worker has stopped.
+    search: SearchClient
     #: Set when the worker starts to stop: retry loops (the sink's) end instead of waiting.
     stopping: asyncio.Event
     #: The ingest stage's run, when this worker runs it (:func:`streams.agents.ingest.install`), and
@@ -178,6 +185,14 @@ class App(faust.App):
         timer.start()
         await self._stop_ingest(timeout * DRAIN_SHARE)
         await super().on_stop()
+
+    async def on_shutdown(self) -> None:
+        # After the agents, tasks and timers stopped: nothing uses the search client any more.
+        await super().on_shutdown()
+        try:
+            await asyncio.wait_for(self.search.close(), timeout=SEARCH_CLOSE_WITHIN)
+        except Exception as exc:  # noqa: BLE001 - the worker is stopping either way
+            logs.warning(log, "search_client_close_failed", error=f"{type(exc).__name__}: {exc}"[:300])
 
     async def _stop_ingest(self, bound: float) -> None:
         """End the ingest task first, through its own shutdown path (its ``finally``: the watch stops,
@@ -283,6 +298,7 @@ def create_app(settings: Settings) -> App:
     app.settings = settings
     app.stopping = asyncio.Event()
     app.health = Probes()
+    app.search = SearchClient(settings)
     declared = topics.declare(app, settings)
 
     if settings.runs_ingest:
@@ -291,11 +307,11 @@ def create_app(settings: Settings) -> App:
     if settings.runs_streams:
         counted = count_tables.declare(app, settings)
         dedup.install(app, settings, declared, dedup_tables.declare(app, settings), counts.Counter(counted))
-        sink.install(app, settings, declared, app.stopping, app.health)
-        retention.install(app, settings)
+        sink.install(app, settings, declared, app.stopping, app.health, app.search)
+        retention.install(app, settings, app.search)
         lag.install(app, settings)
-    web.install(app, settings, declared, counted, app.health)
-    explorer.install(app, settings)
+    web.install(app, settings, declared, counted, app.health, app.search)
+    explorer.install(app, settings, app.search)
 
     @app.task
     async def announce_settings() -> None:

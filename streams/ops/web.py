@@ -76,7 +76,14 @@ async def _gather(
 PROBE_INTERVAL = 5.0
 
 
-def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTables | None, health: Probes) -> None:
+def install(
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    tables: CountTables | None,
+    health: Probes,
+    search: SearchClient,
+) -> None:
     """Register the count views, the probes behind /readyz and /healthz (``health``'s checks) and /metrics."""
     # Faust's own sensor (rebalances, assignments, commits, send errors) in our registry, at /metrics.
     app.monitor = RebalanceMonitor(metrics=faust_metrics(REGISTRY, "k8sev_faust"))
@@ -85,7 +92,6 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     metrics.READINESS_METRICS.report = readiness.report
     readiness.set("kafka", False, "not probed yet")
     readiness.set("search", False, "not probed yet")
-    search: list[SearchClient] = []  # made on first probe, inside the running loop
 
     async def counts(view: web.View, request: web.Request, family: str, answer: views.Answer) -> web.Response:
         """``answer`` over the whole table's counts for the asked window, or the error answer."""
@@ -141,10 +147,8 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
 
     async def probe_search() -> None:
         """Search engine reachability, also while no batch is flowing."""
-        if not search:
-            search.append(SearchClient(settings))
         try:
-            ok = await asyncio.wait_for(search[0].healthy(), timeout=8)
+            ok = await asyncio.wait_for(search.healthy(), timeout=8)
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
             readiness.set("search", False, f"{type(exc).__name__}: {str(exc)[:200]}")
             return

@@ -91,3 +91,15 @@ async def test_without_ingest_shutdown_has_no_task_to_stop(role: str) -> None:
     app._start_ingest()
     assert app.ingest_task is None
     await app._stop_ingest(1)
+
+
+async def test_the_worker_closes_its_one_search_client_when_it_has_stopped() -> None:
+    app = build("all")
+    closed: list[bool] = []
+
+    async def close() -> None:
+        closed.append(True)
+
+    app.search.close = close  # type: ignore[method-assign]
+    await app.on_shutdown()
+    assert closed == [True]
