@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +30,7 @@ from streams.ingest.filters import EventFilter
 from streams.ingest.publish import Publisher, record_limit
 from streams.ingest.watch import WatchSettings
 from streams.kube.client import KubernetesApi
+from streams.ops import startup
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,8 @@ STOP_WITHIN = 10.0
 
 
 async def check_raw_topic(cluster: kafka_admin.Cluster, settings: Settings) -> None:
-    """Exit 2 if the existing raw topic refuses records as large as the producer sends.
+    """Refuse to start (:class:`streams.ops.startup.Refused`, exit 2) if the existing raw topic refuses
+    records as large as the producer sends.
 
     A start-up step (:mod:`streams.ops.startup`): a failure to ask is raised, and retried.
     """
@@ -53,10 +53,8 @@ async def check_raw_topic(cluster: kafka_admin.Cluster, settings: Settings) -> N
             f"K8SEV_KAFKA_MAX_REQUEST_BYTES={wanted}: raise the topic's max.message.bytes or lower the setting"
         )
         logs.error(log, "raw_topic_limit_too_small", topic=topic, allowed=allowed, wanted=wanted)
-        print(f"k8s-event-streams: {message}", file=sys.stderr, flush=True)
-        logging.shutdown()
         # A settings error, as load_settings reports them: before Faust started anything to clean up.
-        os._exit(2)
+        raise startup.Refused(message, status=2)
     logs.info(log, "raw_topic_checked", topic=topic, max_message_bytes=allowed or "created by the worker")
 
 

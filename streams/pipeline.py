@@ -108,6 +108,9 @@ class App(faust.App):
             failed = await startup.wait_for_kafka(
                 self._startup_steps(), brokers=brokers, give_up_after=settings.kafka.startup_timeout, server=server
             )
+        except startup.Refused as refused:
+            startup.refuse(refused)
+            raise
         finally:
             if server is not None:
                 server.close()
