@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import report, synthetic
+from streams.core.events import encode_raw
 
 
 def _best(fn: Callable[[], Any], count: int, repeat: int) -> float:
@@ -39,7 +40,7 @@ def run(events: int, repeat: int) -> dict[str, float]:
 
     settings = Settings.from_env({"K8SEV_APP_ID": "bench-hotpath"})
     source = list(synthetic.synthetic_events(events, seed=5))
-    raws = [synthetic.encode(e) for e in source]
+    raws = [encode_raw(e) for e in source]
     out: dict[str, float] = {}
 
     # The ingest agent's publish(), the producer replaced by a send that only encodes.
@@ -154,7 +155,7 @@ def serializers(events: int, repeat: int) -> dict[str, float]:
     except ImportError:
         return {}
     source = list(synthetic.synthetic_events(events, seed=5))
-    raws = [synthetic.encode(e) for e in source]
+    raws = [encode_raw(e) for e in source]
     from streams.dedup.transform import to_clean
 
     cleans = [to_clean(e, 1) for e in source]

@@ -6,12 +6,14 @@ limit), written to the dead-letter topic. Until then the batch is retried with b
 dropped or doubled, because the offsets move only after :meth:`Indexer.index` returns and every
 document has the id ``<uid>:<resourceVersion>``.
 
-Requests are capped by count (``K8SEV_BULK_SIZE``) and by bytes (``K8SEV_BULK_BYTES``); a 413 splits
+A batch holds at most ``K8SEV_BULK_SIZE`` records (the sink agent takes them so), and its requests at
+most ``K8SEV_BULK_BYTES`` each; a 413 splits
 the request in halves until a single document is refused. Failures of a whole request are told
 apart: *transient* ones (unreachable, timeouts, 429, 5xx) and *permanent* ones (401, 403, 404, 400:
 credentials, privileges, a missing index or template, a request the engine will never take) are
 retried alike, since no document is at fault, but logged, counted and reported to /readyz as such.
-When the worker stops, retrying ends: the batch is left unacknowledged for the next owner.
+When the worker stops, retrying ends (:class:`Abandoned`): the batch is left unacknowledged for the
+next owner of its partitions.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Abandoned(Exception):
 
 
 class Indexable(Protocol):
-    """What the sink needs of a clean record (:class:`streams.core.records.Indexable` has it)."""
+    """What the sink needs of a clean record (:class:`streams.core.records.CleanEvent` has it)."""
 
     @property
     def uid(self) -> str: ...
@@ -223,7 +225,8 @@ class Indexer:
             logs.info(log, "index_template_installed", name=template_name(self._settings), engine=self._client.engine)
 
     async def index(self, batch: Sequence[Indexable]) -> None:
-        """Index ``batch``; returns once every document was indexed or dead-lettered."""
+        """Index ``batch``; returns once every document was indexed or dead-lettered, raises
+        :class:`Abandoned` when the worker stops first."""
         await self.ensure_template()
         encoded, broken = encode(batch, self._settings)
         for rejection in broken:
