@@ -130,10 +130,10 @@ def run(events: int, repeat: int) -> dict[str, float]:
     async def dead(_: Any) -> None:
         return None
 
-    indexer = Indexer(settings, Engine(), dead)  # type: ignore[arg-type]
-
     def index_all() -> None:
         async def go() -> None:
+            # Made on each run's own loop: its stopping Event binds to the loop that first waits on it.
+            indexer = Indexer(settings, Engine(), dead)  # type: ignore[arg-type]
             for start in range(0, len(cleans), settings.stages.bulk_size):
                 await indexer.index(cleans[start : start + settings.stages.bulk_size])
 
