@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
 
 from streams.config.settings import Settings
 from streams.core import clock, kafka_admin, logs, metrics
+from streams.core.health import Probes
 from streams.core.topics import Topics
 from streams.ingest import metadata
 from streams.ingest.controller import IngestController
@@ -30,6 +30,7 @@ from streams.ingest.filters import EventFilter
 from streams.ingest.publish import Publisher, record_limit
 from streams.ingest.watch import WatchSettings
 from streams.kube.client import KubernetesApi
+from streams.ops import startup
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ STOP_WITHIN = 10.0
 
 
 async def check_raw_topic(cluster: kafka_admin.Cluster, settings: Settings) -> None:
-    """Exit 2 if the existing raw topic refuses records as large as the producer sends.
+    """Refuse to start (:class:`streams.ops.startup.Refused`, exit 2) if the existing raw topic refuses
+    records as large as the producer sends.
 
     A start-up step (:mod:`streams.ops.startup`): a failure to ask is raised, and retried.
     """
@@ -51,14 +53,12 @@ async def check_raw_topic(cluster: kafka_admin.Cluster, settings: Settings) -> N
             f"K8SEV_KAFKA_MAX_REQUEST_BYTES={wanted}: raise the topic's max.message.bytes or lower the setting"
         )
         logs.error(log, "raw_topic_limit_too_small", topic=topic, allowed=allowed, wanted=wanted)
-        print(f"k8s-event-streams: {message}", file=sys.stderr, flush=True)
-        logging.shutdown()
         # A settings error, as load_settings reports them: before Faust started anything to clean up.
-        os._exit(2)
+        raise startup.Refused(message, status=2)
     logs.info(log, "raw_topic_checked", topic=topic, max_message_bytes=allowed or "created by the worker")
 
 
-def enrichment_of(settings: Settings, api: KubernetesApi) -> metadata.Enrichment | None:
+def enrichment_of(settings: Settings, api: KubernetesApi, health: Probes) -> metadata.Enrichment | None:
     wanted = settings.enrich
     if not wanted.enabled:
         return None
@@ -74,10 +74,12 @@ def enrichment_of(settings: Settings, api: KubernetesApi) -> metadata.Enrichment
             grace=wanted.deleted_grace,
             page_size=settings.kube.list_page_size,
         ),
+        health=health,
     )
 
 
-def install(app: faust.App, settings: Settings, topics: Topics) -> None:
+def install(app: faust.App, settings: Settings, topics: Topics, health: Probes) -> Callable[[], Awaitable[None]]:
+    """The ingest stage's run, for the app to start as a task and to stop first at shutdown."""
     keep = EventFilter.of(settings.kube)
     publish = Publisher(topics.raw, record_limit(settings))
 
@@ -90,7 +92,7 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
             return
         api = KubernetesApi.from_kubeconfig(settings.kube.kubeconfig)
         kube = settings.kube
-        enrichment = enrichment_of(settings, api)
+        enrichment = enrichment_of(settings, api, health)
         send: Any = publish
         if enrichment is not None:
             enrich = enrichment.enricher
@@ -114,6 +116,7 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
             publish=send,
             keep=keep,
             on_filtered=filtered,
+            health=health,
         )
         lease = settings.lease
         post = controller.post
@@ -149,4 +152,4 @@ def install(app: faust.App, settings: Settings, topics: Topics) -> None:
                 await enrichment.stop(deadline)
             await controller.stop(deadline)
 
-    app.task(ingest)
+    return ingest

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from streams.config.settings import Settings
-from streams.core import logs, metrics
+from streams.core import faust_compat, logs, metrics
 from streams.ops import lag
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class LagSampler:
         owned = [tp for tp in consumer.assignment() if tp.topic in self.stages]
         ends: Mapping[Any, int] = await consumer.highwaters(*owned) if owned else {}
         # Faust's own record of what it committed (and, after a rebalance, what it found committed).
-        known = consumer._committed_offset
+        known = faust_compat.committed_offsets(consumer)
         committed = {tp: known.get(tp) for tp in owned}
         missing = lag.uncommitted(owned, committed)
         starts: Mapping[Any, int] = await consumer.earliest_offsets(*missing) if missing else {}

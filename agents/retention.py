@@ -15,19 +15,17 @@ from streams.search.client import SearchClient
 log = logging.getLogger(__name__)
 
 
-def install(app: faust.App, settings: Settings) -> None:
+def install(app: faust.App, settings: Settings, client: SearchClient) -> None:
+    """The leader's retention timer, through the worker's search ``client``; and the CLI command."""
     prefix, days = settings.search.index_prefix, settings.stages.retention_days
 
     async def apply_retention() -> None:
         if days <= 0:
             return
-        client = SearchClient(settings)
         try:
             await policy.apply(client, prefix, days)
         except Exception as exc:  # noqa: BLE001 - try again next period; never take the worker down
             logs.error(log, "retention_failed", error=str(exc)[:300])
-        finally:
-            await client.close()
 
     app.timer(interval=settings.stages.retention_interval, on_leader=True, name="retention")(apply_retention)
 
@@ -38,9 +36,10 @@ def install(app: faust.App, settings: Settings) -> None:
     async def retention(self: cli.AppCommand, days: int | None, dry_run: bool) -> None:
         """Delete daily indices older than the retention period, now."""
         keep = settings.stages.retention_days if days is None else days
-        client = SearchClient(settings)
+        # A command of its own process: its own client.
+        own = SearchClient(settings)
         try:
-            deleted = await policy.apply(client, prefix, keep, dry_run=dry_run)
+            deleted = await policy.apply(own, prefix, keep, dry_run=dry_run)
         finally:
-            await client.close()
+            await own.close()
         self.say(f"{'would delete' if dry_run else 'deleted'} {len(deleted)} index(es): {' '.join(deleted) or '-'}")

@@ -10,6 +10,7 @@ from faust.types import EventT, StreamT
 
 from streams.config.settings import Settings
 from streams.core import events, letters, logs
+from streams.core.health import Probes
 from streams.core.records import CleanEvent, DeadLetter
 from streams.core.topics import Topics
 from streams.search.client import SearchClient
@@ -18,8 +19,16 @@ from streams.search.indexer import Abandoned, Indexer, Rejection
 log = logging.getLogger(__name__)
 
 
-def install(app: faust.App, settings: Settings, topics: Topics, stopping: asyncio.Event | None = None) -> None:
-    """Register the sink agent; ``stopping`` (set when the worker stops) ends its retrying."""
+def install(
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    stopping: asyncio.Event | None,
+    health: Probes,
+    client: SearchClient,
+) -> None:
+    """Register the sink agent, indexing through the worker's search ``client`` (the app closes it);
+    ``stopping`` (set when the worker stops) ends its retrying; its readiness check goes to ``health``."""
 
     async def dead_letter(rejection: Rejection) -> None:
         item = rejection.event
@@ -45,8 +54,7 @@ def install(app: faust.App, settings: Settings, topics: Topics, stopping: asynci
         )
 
     async def sink(stream: StreamT[CleanEvent]) -> None:
-        client = SearchClient(settings)
-        indexer = Indexer(settings, client, dead_letter, stopping=stopping)
+        indexer = Indexer(settings, client, dead_letter, stopping=stopping, health=health)
         taken: list[EventT] = []
         try:
             async for batch in stream.noack_take(settings.stages.bulk_size, within=settings.stages.bulk_within):
@@ -58,7 +66,5 @@ def install(app: faust.App, settings: Settings, topics: Topics, stopping: asynci
         except Abandoned as exc:
             # Not acknowledged, so not committed: the next owner of these partitions indexes them.
             logs.warning(log, "sink_batch_abandoned", documents=len(taken), reason=str(exc))
-        finally:
-            await client.close()
 
     app.agent(topics.clean, name="sink")(sink)

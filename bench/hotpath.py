@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bench import report, synthetic
+from streams.core.events import encode_raw
 
 
 def _best(fn: Callable[[], Any], count: int, repeat: int) -> float:
@@ -39,7 +40,7 @@ def run(events: int, repeat: int) -> dict[str, float]:
 
     settings = Settings.from_env({"K8SEV_APP_ID": "bench-hotpath"})
     source = list(synthetic.synthetic_events(events, seed=5))
-    raws = [synthetic.encode(e) for e in source]
+    raws = [encode_raw(e) for e in source]
     out: dict[str, float] = {}
 
     # The ingest agent's publish(), the producer replaced by a send that only encodes.
@@ -129,10 +130,10 @@ def run(events: int, repeat: int) -> dict[str, float]:
     async def dead(_: Any) -> None:
         return None
 
-    indexer = Indexer(settings, Engine(), dead)  # type: ignore[arg-type]
-
     def index_all() -> None:
         async def go() -> None:
+            # Made on each run's own loop: its stopping Event binds to the loop that first waits on it.
+            indexer = Indexer(settings, Engine(), dead)  # type: ignore[arg-type]
             for start in range(0, len(cleans), settings.stages.bulk_size):
                 await indexer.index(cleans[start : start + settings.stages.bulk_size])
 
@@ -154,7 +155,7 @@ def serializers(events: int, repeat: int) -> dict[str, float]:
     except ImportError:
         return {}
     source = list(synthetic.synthetic_events(events, seed=5))
-    raws = [synthetic.encode(e) for e in source]
+    raws = [encode_raw(e) for e in source]
     from streams.dedup.transform import to_clean
 
     cleans = [to_clean(e, 1) for e in source]

@@ -23,6 +23,7 @@ from bench.report import Report, log, main
 from devstack import scratch
 from devstack import worker as runner
 from streams.agents import lag
+from streams.core.events import encode_raw
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> Report:
     report.add("settings", "fast interval (s)", args.fast)
     try:
         bootstrap = stack["DEVSTACK_KAFKA_BOOTSTRAP"]
-        values = ((str(i).encode(), synthetic.encode(e)) for i, e in enumerate(synthetic.synthetic_events(args.events)))
+        values = ((str(i).encode(), encode_raw(e)) for i, e in enumerate(synthetic.synthetic_events(args.events)))
         partitions = int(env.get("K8SEV_TOPIC_PARTITIONS", "6"))
         asyncio.run(topics.create_topic(bootstrap, env["K8SEV_TOPIC"], partitions))
         asyncio.run(topics.produce(bootstrap, env["K8SEV_TOPIC"], values, args.events))

@@ -31,6 +31,7 @@ from bench.procstats import mib
 from bench.report import Report, log
 from devstack import scratch, transient, wait
 from devstack import worker as runner
+from streams.core.events import encode_raw
 
 GOAL_MIB = 300.0
 
@@ -54,7 +55,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def _producer_main(bootstrap: str, topic: str, total: int, versions: int) -> None:
     def pairs() -> Any:
         for event in synthetic.synthetic_events(total, seed=23, versions_per_uid=versions):
-            yield event["metadata"]["uid"].encode(), synthetic.encode(event)
+            yield event["metadata"]["uid"].encode(), encode_raw(event)
 
     asyncio.run(topics.produce(bootstrap, topic, pairs(), total))
 

@@ -32,6 +32,7 @@ from bench.procstats import mib
 from bench.report import Report, log
 from devstack import scratch, wait
 from devstack import worker as runner
+from streams.core.events import encode_raw
 
 SEED = 31
 IDLE_SECONDS = 5.0
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> Report:
 
         def pairs() -> Any:
             for event in synthetic.synthetic_events(total, seed=SEED):
-                yield event["metadata"]["uid"].encode(), synthetic.encode(event)
+                yield event["metadata"]["uid"].encode(), encode_raw(event)
 
         log(f"producing {total} events to {settings.kafka.raw_topic}")
         produced_at = time.monotonic()

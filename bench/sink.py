@@ -36,6 +36,7 @@ from bench.procstats import mib
 from bench.report import Report, log
 from devstack import scratch, wait
 from devstack import worker as runner
+from streams.core.events import encode_raw
 
 #: Issue 11's stream goals.
 GOAL_RATE = 5_000
@@ -67,7 +68,7 @@ async def preload(bootstrap: str, topic: str, partitions: int, total: int) -> fl
 
     def pairs() -> Any:
         for event in synthetic.synthetic_events(total, seed=11):
-            yield event["metadata"]["uid"].encode(), synthetic.encode(event)
+            yield event["metadata"]["uid"].encode(), encode_raw(event)
 
     started = time.monotonic()
     done = await topics.produce(bootstrap, topic, pairs(), total)

@@ -1,8 +1,7 @@
-"""Synthetic Kubernetes Events, as the watch delivers them, and their raw-topic encoding."""
+"""Synthetic Kubernetes Events, as the watch delivers them (raw-topic values: ``streams.core.events.encode_raw``)."""
 
 from __future__ import annotations
 
-import json
 import random
 import uuid
 from collections.abc import Iterator
@@ -107,13 +106,3 @@ def synthetic_events(
         if version == 0:
             uid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         yield synthetic_event(rng, uid, base_rv + i, now, count=version + 1)
-
-
-def encode(event: dict[str, Any]) -> bytes:
-    """As the ingest agent encodes a raw-topic value.
-
-    Kept here until streams exposes a pure encoder: ``streams.agents.ingest.encode`` cannot be
-    imported without building the app, which reads the settings at import (issue 9, part 2). The
-    synthetic events carry no managedFields, so stripping them (what ingest adds) changes nothing.
-    """
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode()

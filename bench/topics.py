@@ -58,12 +58,14 @@ async def last_records(bootstrap: str, topic: str, count: int) -> list[tuple[byt
     """The last ``count`` records of ``topic`` as (key, value), an even share from each partition."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
+    from streams.core import faust_compat
+
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
     await consumer.start()
     try:
         found = consumer.partitions_for_topic(topic) or set()
         if not found:
-            await consumer._client.force_metadata_update()
+            await faust_compat.aiokafka_client(consumer).force_metadata_update()
             found = consumer.partitions_for_topic(topic) or set()
         parts = [TopicPartition(topic, p) for p in sorted(found)]
         consumer.assign(parts)
@@ -107,8 +109,10 @@ class OffsetWatcher:
     async def total(self) -> int:
         from aiokafka import TopicPartition
 
+        from streams.core import faust_compat
+
         if not self._partitions:
-            parts = await self._consumer._client.fetch_all_metadata()
+            parts = await faust_compat.aiokafka_client(self._consumer).fetch_all_metadata()
             found = parts.partitions_for_topic(self.topic)
             if not found:
                 return 0

@@ -18,6 +18,7 @@ import os
 import ssl
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -26,9 +27,11 @@ from mode.utils.times import want_seconds
 
 from streams.agents import counts, dedup, ingest, lag, retention, sink
 from streams.config.settings import Settings, SettingsError
-from streams.core import kafka_admin, logs, topics
+from streams.core import faust_compat, kafka_admin, logs, topics
+from streams.core.health import Probes
 from streams.explorer import web as explorer
 from streams.ops import liveness, startup, web
+from streams.search.client import SearchClient
 from streams.tables import counts as count_tables
 from streams.tables import dedup as dedup_tables
 
@@ -60,6 +63,9 @@ class _Transport(aiokafka_driver.Transport):
 DRAIN_SHARE = 1 / 3
 
 
+#: Seconds for closing the search client's connections at the end of shutdown.
+SEARCH_CLOSE_WITHIN = 5.0
+
 #: Seconds of polls of the cluster's metadata for the topics just created.
 TOPIC_METADATA_WAIT = 20.0
 
@@ -72,13 +78,22 @@ class App(faust.App):
     """
 
     settings: Settings
+    #: This worker's /readyz and /healthz registries, handed to every part that reports.
+    health: Probes
+    #: The worker's one search-engine client: the sink's, retention's, the probe's and the explorer's;
+    #: closed when the worker has stopped.
+    search: SearchClient
     #: Set when the worker starts to stop: retry loops (the sink's) end instead of waiting.
     stopping: asyncio.Event
+    #: The ingest stage's run, when this worker runs it (:func:`streams.agents.ingest.install`), and
+    #: its task once started: kept so that shutdown stops it first, by this handle.
+    ingest: Callable[[], Awaitable[None]] | None = None
+    ingest_task: asyncio.Future[None] | None = None
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        liveness.start_watchdog()
-        self.add_future(liveness.watch(self))
+        liveness.start_watchdog(self.health.liveness)
+        self.add_future(liveness.watch(self, self.health.liveness))
         await self._wait_for_kafka()
 
     async def _wait_for_kafka(self) -> None:
@@ -93,6 +108,9 @@ class App(faust.App):
             failed = await startup.wait_for_kafka(
                 self._startup_steps(), brokers=brokers, give_up_after=settings.kafka.startup_timeout, server=server
             )
+        except startup.Refused as refused:
+            startup.refuse(refused)
+            raise
         finally:
             if server is not None:
                 server.close()
@@ -153,6 +171,14 @@ class App(faust.App):
             specs += [kafka_admin.TopicSpec(name, partitions, replicas, config) for name in topic.topics]
         return specs
 
+    async def on_started_init_extra_tasks(self) -> None:
+        await super().on_started_init_extra_tasks()
+        self._start_ingest()
+
+    def _start_ingest(self) -> None:
+        if self.ingest is not None:
+            self.ingest_task = self.add_future(self.ingest())
+
     async def on_stop(self) -> None:
         self.stopping.set()
         timeout = self.settings.stages.shutdown_timeout
@@ -163,21 +189,25 @@ class App(faust.App):
         await self._stop_ingest(timeout * DRAIN_SHARE)
         await super().on_stop()
 
+    async def on_shutdown(self) -> None:
+        # After the agents, tasks and timers stopped: nothing uses the search client any more.
+        await super().on_shutdown()
+        try:
+            await asyncio.wait_for(self.search.close(), timeout=SEARCH_CLOSE_WITHIN)
+        except Exception as exc:  # noqa: BLE001 - the worker is stopping either way
+            logs.warning(log, "search_client_close_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+
     async def _stop_ingest(self, bound: float) -> None:
         """End the ingest task first, through its own shutdown path (its ``finally``: the watch stops,
         in-flight sends are flushed while the producer still runs, the Lease is released with the last
         acknowledged checkpoint). Faust would cancel it only after stopping the producer."""
-        tasks = [
-            future
-            for future in self._futures
-            if getattr(getattr(future, "__wrapped__", None), "__qualname__", "").endswith("<locals>.ingest")
-        ]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            _, pending = await asyncio.wait(tasks, timeout=bound)
-            if pending:
-                logs.warning(log, "ingest_stop_timeout", seconds=f"{bound:g}")
+        task = self.ingest_task
+        if task is None or task.done():
+            return
+        task.cancel()
+        _, pending = await asyncio.wait([task], timeout=bound)
+        if pending:
+            logs.warning(log, "ingest_stop_timeout", seconds=f"{bound:g}")
 
     async def _consumer_wait_empty(self, consumer: Any, logger: Any) -> None:
         if not self.stopping.is_set():
@@ -192,11 +222,11 @@ class App(faust.App):
         drain = self.settings.stages.shutdown_timeout * DRAIN_SHARE
         deadline = loop.time() + drain
         logger.info("Wait for streams (at most %.0fs)...", drain)
-        while consumer._unacked_messages and loop.time() < deadline:
+        while faust_compat.unacked_count(consumer) and loop.time() < deadline:
             await consumer.commit()
             await asyncio.sleep(0.1)
-            consumer._clean_unacked_messages()
-        if left := len(consumer._unacked_messages):
+            faust_compat.forget_acked(consumer)
+        if left := faust_compat.unacked_count(consumer):
             logs.warning(log, "shutdown_drain_timeout", seconds=f"{drain:g}", unacknowledged=left)
         await consumer.commit()
 
@@ -270,19 +300,21 @@ def create_app(settings: Settings) -> App:
     )
     app.settings = settings
     app.stopping = asyncio.Event()
+    app.health = Probes()
+    app.search = SearchClient(settings)
     declared = topics.declare(app, settings)
 
     if settings.runs_ingest:
-        ingest.install(app, settings, declared)
+        app.ingest = ingest.install(app, settings, declared, app.health)
     counted = None
     if settings.runs_streams:
         counted = count_tables.declare(app, settings)
         dedup.install(app, settings, declared, dedup_tables.declare(app, settings), counts.Counter(counted))
-        sink.install(app, settings, declared, app.stopping)
-        retention.install(app, settings)
+        sink.install(app, settings, declared, app.stopping, app.health, app.search)
+        retention.install(app, settings, app.search)
         lag.install(app, settings)
-    web.install(app, settings, declared, counted)
-    explorer.install(app, settings)
+    web.install(app, settings, declared, counted, app.health, app.search)
+    explorer.install(app, settings, app.search)
 
     @app.task
     async def announce_settings() -> None:

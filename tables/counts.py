@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import faust
 
 from streams.config.settings import Settings
+from streams.core import faust_compat
 from streams.counts.windows import WINDOWS, Sums, partition_key
 
 #: A few hundred keys per partition, rewritten every batch: tiny memtables and cache (4 tables x
@@ -32,7 +32,7 @@ class CountTables:
         """
         families = {"reason": self.by_reason, "kind": self.by_kind}
         for (family, label, key, start), value in sums.items():
-            families[family][label].table._apply_window_op(operator.add, partition_key(partition, key), value, start)
+            faust_compat.window_add(families[family][label].table, partition_key(partition, key), value, start)
 
 
 def declare(app: faust.App, settings: Settings) -> CountTables:

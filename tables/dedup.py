@@ -26,7 +26,7 @@ from typing import Any
 import faust
 
 from streams.config.settings import Settings
-from streams.core import logs
+from streams.core import faust_compat, logs
 from streams.dedup.decide import Seen
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class DedupMemory:
     def _databases(self) -> dict[int, Any]:
         # Faust's RocksDB store keeps one database per partition it holds, with no public way to
         # reach them; a store without them (another driver) has nothing to sweep.
-        return dict(getattr(self.table.data, "_dbs", {}))
+        return faust_compat.partition_databases(self.table.data)
 
     async def _sweep_partition(self, partition: int, cutoff: float) -> int:
         db: Any = self._databases().get(partition)

@@ -1,24 +1,26 @@
 """What /healthz and /readyz report: liveness of the worker's parts and readiness to do its job.
 
 Each part sets its own status here; the web views only read, so they answer at once whatever Kafka
-or the search engine do. A part that is not running in this worker (the watch with
-``K8SEV_INGEST=false``) is simply absent.
+or the search engine do. A part that is not running in this worker (ingest with role ``streams``
+or ``K8SEV_INGEST=false``, the sink with role ``ingest``) is simply absent.
 
-Two registries, one kind of check:
+Two registries, one kind of check, both owned by the worker's app (:class:`Probes`, ``app.health``)
+and handed to each part that reports (a part given none keeps its checks to itself: unit tests, benches):
 
-* :data:`LIVENESS` (``/healthz``, 500 when any check fails): restart me, I will not get better.
-  The hooks other parts use:
+* ``liveness`` (``/healthz``, 500 when any check fails): restart me, I will not get better.
 
-  - ``LIVENESS.beat(name, within=seconds)``: a heartbeat; the check fails once no beat came for
-    ``within`` seconds (the event loop's heartbeat ``loop``; the ingest election thread beats
-    ``election`` on each round).
-  - ``LIVENESS.set(name, ok, detail, grace=seconds)``: a flag; a failing flag fails the check only
-    after ``grace`` seconds of failing (an agent's crashed actor that Faust's supervisor did not
-    restart in time; ``LIVENESS.set("election", False, "thread died: ...")`` when a thread ends).
-  - ``LIVENESS.drop(prefix)``: a part that no longer runs here.
+  - ``beat(name, within=seconds)``: a heartbeat; the check fails once no beat came for ``within``
+    seconds (the event loop's ``loop``, beaten by :mod:`streams.ops.liveness`, and watched by a
+    :class:`LoopWatchdog` thread that says where the loop is stuck).
+  - ``set(name, ok, detail, grace=seconds)``: a flag; a failing flag fails the check only after
+    ``grace`` seconds of failing (``agent[<name>]``: a crashed actor that Faust's supervisor did
+    not restart in time; ``election``: the ingest election thread died or ended).
 
-* :data:`READINESS` (``/readyz``, 503 when any check fails): I cannot do my job right now (Kafka or
-  the search engine unreachable, the sink failing for longer than ``K8SEV_SINK_UNREADY_AFTER``).
+* ``readiness`` (``/readyz``, 503 when any check fails): I cannot do my job right now: ``kafka`` or
+  ``search`` unreachable (the web views' probes), ``sink`` failing for longer than
+  ``K8SEV_SINK_UNREADY_AFTER``, ``lease`` not checked yet or failing, ``watch[<scope>]`` not streaming while
+  leading; ``ingest`` and ``enrich`` say what this worker's ingest does (they never fail).
+  ``drop(prefix)`` forgets the checks of a part that stopped here (the watches after leadership moved).
 """
 
 from __future__ import annotations
@@ -101,10 +103,15 @@ class Health:
         return all(b["ok"] for b in body.values()), body
 
 
-#: Readiness: can this worker do its job now (watch streaming, Kafka and the search engine reachable)?
-READINESS = Health()
-#: Liveness: is every part of this worker running (loop, agents, threads), or should it be restarted?
-LIVENESS = Health()
+@dataclass(frozen=True)
+class Probes:
+    """One worker's two registries."""
+
+    #: Can this worker do its job now (watch streaming, Kafka and the search engine reachable)?
+    readiness: Health = field(default_factory=Health)
+    #: Is every part of this worker running (loop, agents, threads), or should it be restarted?
+    liveness: Health = field(default_factory=Health)
+
 
 LOOP = "loop"
 

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Proc
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from streams.core.health import READINESS
+from streams.core.health import Health
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 MAX_NAMESPACE_LABELS = 50
@@ -264,10 +264,11 @@ class ReadinessCollector(Collector):
     """
 
     def __init__(self, report: Callable[[], tuple[bool, Mapping[str, Mapping[str, object]]]]) -> None:
-        self._report = report
+        #: The worker's readiness registry's report (set by the web views' install).
+        self.report = report
 
     def collect(self) -> Iterator[Metric]:
-        ready, checks = self._report()
+        ready, checks = self.report()
         yield GaugeMetricFamily("k8sev_ready", "1 while /readyz answers 200 (every readiness check passes)", ready)
         by_family: dict[str, bool] = {}
         for name, check in checks.items():
@@ -283,6 +284,7 @@ class ReadinessCollector(Collector):
         yield family_metric
 
 
-REGISTRY.register(ReadinessCollector(READINESS.report))
+READINESS_METRICS = ReadinessCollector(Health().report)
+REGISTRY.register(READINESS_METRICS)
 # k8sev_process_start_time_seconds (a restart moves it), CPU, memory and open files of the worker.
 ProcessCollector(namespace="k8sev", registry=REGISTRY)

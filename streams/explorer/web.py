@@ -7,7 +7,7 @@ and every answer carries the Content-Security-Policy.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from faust import web
@@ -18,9 +18,13 @@ from streams.explorer.handlers import Explorer, Reply, log
 from streams.explorer.proxy import TOKEN_HEADER
 from streams.kube.api import Identity
 
+if TYPE_CHECKING:
+    from streams.search.client import SearchClient
 
-def install(app: Any, settings: Settings) -> Explorer | None:
-    """Register the explorer's views on ``app`` (a faust.App); None when K8SEV_EXPLORER=false.
+
+def install(app: Any, settings: Settings, search: SearchClient) -> Explorer | None:
+    """Register the explorer's views on ``app`` (a faust.App), searching through the worker's ``search``
+    client; None when K8SEV_EXPLORER=false.
 
     The search settings say where to search (K8SEV_ES_URL, never empty); ``settings.explorer`` who
     may read it and how long a search may take.
@@ -28,8 +32,6 @@ def install(app: Any, settings: Settings) -> Explorer | None:
     explorer = settings.explorer
     if not explorer.enabled:
         return None
-    from streams.search.client import SearchClient
-
     prefix = settings.search.index_prefix
     canonical = str(app.conf.canonical_url).rstrip("/")
 
@@ -53,7 +55,7 @@ def install(app: Any, settings: Settings) -> Explorer | None:
         # The explorer gives the gate its namespaces: those the archive has documents in.
         reviewer = KubernetesReviews.from_kubeconfig(settings.kube.kubeconfig)
         gate = Gate(reviewer, ttl=explorer.review_ttl, size=explorer.review_cache)
-    core = Explorer(explorer, SearchClient(settings), f"{prefix}-*", counts, gate=gate)
+    core = Explorer(explorer, search, f"{prefix}-*", counts, gate=gate)
 
     def respond(view: web.View, reply: Reply) -> web.Response:
         return view.bytes(reply.body, content_type=reply.content_type, status=reply.status, headers=reply.headers)

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from streams.core import logs, metrics
 from streams.core.clock import Clock
-from streams.core.health import LIVENESS, READINESS
+from streams.core.health import Probes
 from streams.ingest.checkpoint import Checkpoint
 from streams.ingest.election import LeaseHealth, Message, Started, Stopped
 from streams.ingest.watch import Handoff, Watcher, WatchItem, WatchSettings
@@ -152,10 +152,12 @@ class IngestController:
         keep: Callable[[dict[str, Any]], str | None],
         on_filtered: Callable[[str], None] = lambda _: None,
         spawn: Spawn = spawn_thread,
+        health: Probes | None = None,
     ) -> None:
         self._loop = loop
         self._api = api
         self._clock = clock
+        self.health = health or Probes()
         self.scopes = list(scopes) or [None]
         self._watch = watch
         self._publish = publish
@@ -199,40 +201,40 @@ class IngestController:
 
     def elect(self, elector: ElectionLoop) -> None:
         """Run ``elector`` in its own thread; its messages arrive through :meth:`post`."""
-        READINESS.set("ingest", True, "following")
+        self.health.readiness.set("ingest", True, "following")
         # Not ready before the first round of the election: this worker may be about to lead, and a
         # leader is ready only once its watch streams (a LIST not yet taken misses nothing only if
         # nobody was told this worker is collecting).
-        READINESS.set("lease", False, "not checked yet")
+        self.health.readiness.set("lease", False, "not checked yet")
         self._elector = elector
-        LIVENESS.set("election", True, "running")
+        self.health.liveness.set("election", True, "running")
 
         def election() -> None:
             # /healthz must fail if the election dies: nobody would ever watch again.
             try:
                 elector.run()
             except BaseException as exc:
-                LIVENESS.set("election", False, f"thread died: {type(exc).__name__}: {str(exc)[:200]}")
+                self.health.liveness.set("election", False, f"thread died: {type(exc).__name__}: {str(exc)[:200]}")
                 raise
             if not self.stopping:
-                LIVENESS.set("election", False, "thread ended while ingest runs")
+                self.health.liveness.set("election", False, "thread ended while ingest runs")
 
         self._election = self._spawn("ingest-election", election)
 
     def handle(self, message: Message) -> None:
         if isinstance(message, LeaseHealth):
-            READINESS.set("lease", message.ok, message.detail)
+            self.health.readiness.set("lease", message.ok, message.detail)
             return
         if self.stopping:
             return
         if isinstance(message, Started):
             self.term, self.leading = message.term, True
-            READINESS.set("ingest", True, "leading")
+            self.health.readiness.set("ingest", True, "leading")
             self._start_watchers(message.checkpoint)
         elif isinstance(message, Stopped) and message.term == self.term and self.leading:
             self.leading = False
             self._stop_watchers()
-            READINESS.set("ingest", True, "following")
+            self.health.readiness.set("ingest", True, "following")
             logs.info(log, "watch_stopped_on_leadership_loss", term=message.term, reason=message.reason)
 
     def _start_watchers(self, checkpoint: Checkpoint) -> None:
@@ -264,13 +266,13 @@ class IngestController:
             watcher.stop()
         self.watchers = []
         self._threads = [t for t in self._threads if t.is_alive()]
-        READINESS.drop("watch[")
+        self.health.readiness.drop("watch[")
         metrics.WATCH_UP.set(0)
 
     def _set_watch_status(self, generation: int, scope: str, ok: bool, detail: str) -> None:
         if generation != self.generation or not self.leading:
             return
-        READINESS.set(f"watch[{scope}]", ok, detail)
+        self.health.readiness.set(f"watch[{scope}]", ok, detail)
         metrics.WATCH_UP.set(1 if ok else 0)
 
     async def run(self) -> None:
@@ -372,6 +374,6 @@ class IngestController:
         if late_threads:
             logs.warning(log, "ingest_stop_timeout", threads=len(late_threads))
         self.leading = False
-        READINESS.drop("ingest")
+        self.health.readiness.drop("ingest")
         logs.info(log, "ingest_stopped", checkpoint=final.encode()[:300] if final else "")
         return final

@@ -30,7 +30,7 @@ from streams.config import values as setting_values
 from streams.core import logs, metrics
 from streams.core.backoff import Backoff
 from streams.core.clock import Clock
-from streams.core.health import READINESS
+from streams.core.health import Probes
 from streams.ingest.election import Started
 from streams.ingest.election import Stopped as LeaderStopped
 from streams.kube.api import (
@@ -551,10 +551,12 @@ class Enrichment:
         settings: EnrichSettings,
         *,
         spawn: Callable[[str, Callable[[], None]], Thread] = _spawn_thread,
+        health: Probes | None = None,
     ) -> None:
         self._loop = loop
         self._api = api
         self._clock = clock
+        self.health = health or Probes()
         self.settings = settings
         self._spawn = spawn
         self.cache = MetadataCache(clock, size=settings.cache_size, grace=settings.grace, allow=settings.labels)
@@ -609,7 +611,7 @@ class Enrichment:
         self.watchers = []
         self._threads = [t for t in self._threads if t.is_alive()]
         self.status = {}
-        READINESS.drop("enrich")
+        self.health.readiness.drop("enrich")
         for resource in self.settings.resources:
             metrics.ENRICH_WATCH_UP.labels(resource=resource.name).set(0)
 
@@ -623,7 +625,7 @@ class Enrichment:
         detail = f"watching {watching} of {len(self.status)}"
         if refused:
             detail += "; not watched: " + ", ".join(refused)
-        READINESS.set("enrich", True, detail[:1000])
+        self.health.readiness.set("enrich", True, detail[:1000])
         metrics.ENRICH_CACHE_OBJECTS.set(len(self.cache))
 
     def take(self) -> int:

@@ -1,7 +1,7 @@
 """What /healthz looks at in a running worker: the event loop's heartbeat and every agent's actors.
 
-From the app's first start (before Kafka is reached) a task beats :data:`streams.core.health.LIVENESS`
-``loop`` every :data:`BEAT_INTERVAL` and checks each agent: an actor that crashed (or ended) and was
+From the app's first start (before Kafka is reached) a task beats the app's liveness registry's
+``loop`` check every :data:`BEAT_INTERVAL` and checks each agent: an actor that crashed (or ended) and was
 not restarted within :data:`AGENT_RESTART_BOUND` fails ``agent[<name>]``. Faust's supervisor
 restarts a crashed actor within about five seconds; one that stays down means the stage has
 stopped for good. A thread (:class:`streams.core.health.LoopWatchdog`) logs where the loop is stuck
@@ -15,8 +15,8 @@ import logging
 import threading
 from typing import Any
 
-from streams.core import logs, metrics
-from streams.core.health import LIVENESS, LOOP, LoopWatchdog
+from streams.core import faust_compat, logs, metrics
+from streams.core.health import LOOP, Health, LoopWatchdog
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def agent_problems(agent: Any) -> list[str]:
     problems = []
     if agent.crashed:
         problems.append(f"agent crashed: {agent.crash_reason!r}"[:300])
-    for actor in list(agent._actors):
+    for actor in faust_compat.agent_actors(agent):
         task = actor.actor_task
         if actor.crashed:
             problems.append(f"actor crashed: {actor.crash_reason!r}"[:300])
@@ -42,8 +42,8 @@ def agent_problems(agent: Any) -> list[str]:
     return problems
 
 
-def check_agents(app: Any, crashed: set[str]) -> None:
-    """Set ``agent[<name>]`` in LIVENESS for each agent; count each new crash once."""
+def check_agents(app: Any, crashed: set[str], liveness: Health) -> None:
+    """Set ``agent[<name>]`` in ``liveness`` for each agent; count each new crash once."""
     for name, agent in list(app.agents.items()):
         short = str(name).rsplit(".", 1)[-1]
         problems = agent_problems(agent)
@@ -58,7 +58,7 @@ def check_agents(app: Any, crashed: set[str]) -> None:
         elif not problems and short in crashed:
             crashed.discard(short)
             logs.info(log, "agent_running_again", agent=short)
-        LIVENESS.set(
+        liveness.set(
             f"agent[{short}]",
             not problems,
             "; ".join(problems) or "running",
@@ -66,25 +66,25 @@ def check_agents(app: Any, crashed: set[str]) -> None:
         )
 
 
-async def watch(app: Any) -> None:
+async def watch(app: Any, liveness: Health) -> None:
     """The heartbeat, until cancelled (it goes on while the worker stops, a stall then is news too),
     and the agent check while the app runs."""
     crashed: set[str] = set()
     while True:
-        LIVENESS.beat(LOOP, within=LOOP_BLOCKED_AFTER, detail="event loop running")
+        liveness.beat(LOOP, within=LOOP_BLOCKED_AFTER, detail="event loop running")
         if not app.should_stop:
-            check_agents(app, crashed)
+            check_agents(app, crashed, liveness)
         await asyncio.sleep(BEAT_INTERVAL)
 
 
-def start_watchdog() -> LoopWatchdog:
+def start_watchdog(liveness: Health) -> LoopWatchdog:
     """The thread that reports a stalled loop; call from the loop's own thread."""
 
     def blocked(seconds: float, stack: str) -> None:
         metrics.LOOP_BLOCKED.inc()
         logs.error(log, "loop_blocked", seconds=round(seconds, 1), stack=stack[-2000:])
 
-    watchdog = LoopWatchdog(LIVENESS, LOOP_BLOCKED_AFTER, blocked)
+    watchdog = LoopWatchdog(liveness, LOOP_BLOCKED_AFTER, blocked)
     watchdog.loop_thread = threading.get_ident()
     watchdog.start()
     return watchdog

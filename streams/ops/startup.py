@@ -7,7 +7,9 @@ worker's web port, while the start-up's Kafka calls run as steps (the probe: met
 and a controller; then the topics, the raw topic's limit), each failed attempt logged
 (``event=kafka_unreachable step=...``). When every step is done, the server gives the port back to
 Faust's. After ``K8SEV_KAFKA_STARTUP_TIMEOUT``, one limit for all the steps, the worker exits with
-status 3 and one line (``event=startup_failed``), no traceback.
+status 3 and one line (``event=startup_failed``), no traceback. A step whose answer no retry can
+change (the raw topic refusing records as large as the producer sends) raises :class:`Refused`:
+the worker exits at once with its status (2, a settings error).
 """
 
 from __future__ import annotations
@@ -73,6 +75,14 @@ class StartupServer:
         self._server.server_close()
 
 
+class Refused(Exception):
+    """A start-up step's answer that retrying cannot change: the worker exits with ``status``."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Step:
     """One of the Kafka calls made before the worker runs; ``run`` must be safe to repeat."""
@@ -108,7 +118,8 @@ async def wait_for_kafka(
 ) -> str | None:
     """Run ``steps`` in order, each until it returns, all within one ``give_up_after``, logging each failure.
 
-    None when every step is done; else the name of the step still failing when time ran out. A
+    None when every step is done; else the name of the step still failing when time ran out
+    (:class:`Refused` from a step is raised at once, never retried). A
     failed step is retried by itself: the ones before it are done, and a broker just coming back
     (its metadata without brokers for a moment after it answered the probe) passes a later step's
     call in a later attempt.
@@ -124,6 +135,8 @@ async def wait_for_kafka(
                 # The broker answered: a later step's failure is a moment's, retried soon.
                 backoff.reset()
                 break
+            except Refused:
+                raise
             except Exception as exc:  # noqa: BLE001 - any failure: not reachable (or not ready) yet
                 waited = clock() - started
                 error = describe(exc)
@@ -153,8 +166,20 @@ def give_up(brokers: str, timeout: float, step: str) -> None:
     """Exit at once, with one line that says why (nothing has started yet that needs stopping)."""
     reason = "no Kafka broker reachable" if step == "probe" else "Kafka kept failing a call before the start"
     logs.error(log, "startup_failed", reason=reason, step=step, brokers=brokers, waited=f"{timeout:g}s")
+    _exit(EXIT_STATUS)
+
+
+def refuse(refused: Refused) -> None:
+    """Exit at once with ``refused``'s status, its message on stderr as the settings errors are."""
+    print(f"k8s-event-streams: {refused}", file=sys.stderr, flush=True)
+    _exit(refused.status)
+
+
+def _exit(status: int) -> None:
+    # From inside Faust's start (the app's first start): raising would go through Faust's crash
+    # handling, a traceback and a stop of services that never started. Nothing needs stopping yet.
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(EXIT_STATUS)
+    os._exit(status)

@@ -21,8 +21,8 @@ from faust.types import TP
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.config.settings import Settings
-from streams.core import logs
-from streams.core.health import LIVENESS, READINESS
+from streams.core import faust_compat, logs, metrics
+from streams.core.health import Probes
 from streams.core.metrics import REGISTRY
 from streams.core.topics import Topics
 from streams.counts import views
@@ -76,13 +76,22 @@ async def _gather(
 PROBE_INTERVAL = 5.0
 
 
-def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTables | None) -> None:
-    """Register the count views, the probes behind /readyz, /healthz and /metrics on ``app``'s web server."""
+def install(
+    app: faust.App,
+    settings: Settings,
+    topics: Topics,
+    tables: CountTables | None,
+    health: Probes,
+    search: SearchClient,
+) -> None:
+    """Register the count views, the probes behind /readyz and /healthz (``health``'s checks) and /metrics."""
     # Faust's own sensor (rebalances, assignments, commits, send errors) in our registry, at /metrics.
     app.monitor = RebalanceMonitor(metrics=faust_metrics(REGISTRY, "k8sev_faust"))
-    READINESS.set("kafka", False, "not probed yet")
-    READINESS.set("search", False, "not probed yet")
-    search: list[SearchClient] = []  # made on first probe, inside the running loop
+    readiness, liveness = health.readiness, health.liveness
+    # The process's /metrics serves one worker's readiness: this one's.
+    metrics.READINESS_METRICS.report = readiness.report
+    readiness.set("kafka", False, "not probed yet")
+    readiness.set("search", False, "not probed yet")
 
     async def counts(view: web.View, request: web.Request, family: str, answer: views.Answer) -> web.Response:
         """``answer`` over the whole table's counts for the asked window, or the error answer."""
@@ -118,15 +127,15 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
     async def healthz(self: web.View, request: web.Request) -> web.Response:
         """Liveness: the loop beats, every agent runs (or was restarted in time), every thread is alive.
 
-        Reads only what the parts recorded (streams.core.health.LIVENESS): never waits on Kafka or the engine.
+        Reads only what the parts recorded (its liveness registry): never waits on Kafka or the engine.
         """
-        alive, checks = LIVENESS.report()
+        alive, checks = liveness.report()
         return self.json({"ok": alive, "checks": checks}, status=200 if alive else 500)
 
     @app.page("/readyz")
     async def readyz(self: web.View, request: web.Request) -> web.Response:
         """Readiness: every part this worker runs can do its job now (watch, Kafka, search engine)."""
-        ready, checks = READINESS.report()
+        ready, checks = readiness.report()
         return self.json({"ok": ready, "checks": checks}, status=200 if ready else 503)
 
     @app.task
@@ -138,21 +147,19 @@ def install(app: faust.App, settings: Settings, topics: Topics, tables: CountTab
 
     async def probe_search() -> None:
         """Search engine reachability, also while no batch is flowing."""
-        if not search:
-            search.append(SearchClient(settings))
         try:
-            ok = await asyncio.wait_for(search[0].healthy(), timeout=8)
+            ok = await asyncio.wait_for(search.healthy(), timeout=8)
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-            READINESS.set("search", False, f"{type(exc).__name__}: {str(exc)[:200]}")
+            readiness.set("search", False, f"{type(exc).__name__}: {str(exc)[:200]}")
             return
-        READINESS.set("search", ok, settings.search.engine if ok else "cluster health red")
+        readiness.set("search", ok, settings.search.engine if ok else "cluster health red")
 
     async def probe_kafka() -> None:
         """Kafka reachability: a metadata round trip through the worker's own producer."""
         try:
-            producer = app.producer._ensure_producer()
+            producer = faust_compat.kafka_producer(app.producer)
             await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout=5)
         except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"
-            READINESS.set("kafka", False, f"{type(exc).__name__}: {str(exc)[:200]}")
+            readiness.set("kafka", False, f"{type(exc).__name__}: {str(exc)[:200]}")
             return
-        READINESS.set("kafka", True, ",".join(settings.kafka.brokers))
+        readiness.set("kafka", True, ",".join(settings.kafka.brokers))

@@ -6,12 +6,14 @@ limit), written to the dead-letter topic. Until then the batch is retried with b
 dropped or doubled, because the offsets move only after :meth:`Indexer.index` returns and every
 document has the id ``<uid>:<resourceVersion>``.
 
-Requests are capped by count (``K8SEV_BULK_SIZE``) and by bytes (``K8SEV_BULK_BYTES``); a 413 splits
+A batch holds at most ``K8SEV_BULK_SIZE`` records (the sink agent takes them so), and its requests at
+most ``K8SEV_BULK_BYTES`` each; a 413 splits
 the request in halves until a single document is refused. Failures of a whole request are told
 apart: *transient* ones (unreachable, timeouts, 429, 5xx) and *permanent* ones (401, 403, 404, 400:
 credentials, privileges, a missing index or template, a request the engine will never take) are
 retried alike, since no document is at fault, but logged, counted and reported to /readyz as such.
-When the worker stops, retrying ends: the batch is left unacknowledged for the next owner.
+When the worker stops, retrying ends (:class:`Abandoned`): the batch is left unacknowledged for the
+next owner of its partitions.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Protocol, TypeVar
 from streams.config.settings import Settings
 from streams.core import events, logs, metrics
 from streams.core.backoff import Backoff
-from streams.core.health import READINESS
+from streams.core.health import Probes
 from streams.search.client import SearchClient
 from streams.search.template import index_template, template_name
 
@@ -50,7 +52,7 @@ class Abandoned(Exception):
 
 
 class Indexable(Protocol):
-    """What the sink needs of a clean record (:class:`streams.core.records.Indexable` has it)."""
+    """What the sink needs of a clean record (:class:`streams.core.records.CleanEvent` has it)."""
 
     @property
     def uid(self) -> str: ...
@@ -192,8 +194,10 @@ class Indexer:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         stopping: asyncio.Event | None = None,
         clock: Callable[[], float] = time.monotonic,
+        health: Probes | None = None,
     ) -> None:
         self._settings = settings
+        self.health = health or Probes()
         self._client = client
         self._dead_letter = dead_letter
         self._sleep = sleep
@@ -221,7 +225,8 @@ class Indexer:
             logs.info(log, "index_template_installed", name=template_name(self._settings), engine=self._client.engine)
 
     async def index(self, batch: Sequence[Indexable]) -> None:
-        """Index ``batch``; returns once every document was indexed or dead-lettered."""
+        """Index ``batch``; returns once every document was indexed or dead-lettered, raises
+        :class:`Abandoned` when the worker stops first."""
         await self.ensure_template()
         encoded, broken = encode(batch, self._settings)
         for rejection in broken:
@@ -327,7 +332,7 @@ class Indexer:
         failing_for = now - self._failing_since
         kind = "permanent" if permanent else "transient"
         detail = f"{call} failing for {failing_for:.0f}s: {cause} ({kind}): {error[:200]}"
-        READINESS.set("sink", False, detail, grace=self._settings.stages.sink_unready_after)
+        self.health.readiness.set("sink", False, detail, grace=self._settings.stages.sink_unready_after)
         logs.warning(
             log,
             "search_request_refused" if permanent else "search_unavailable",
@@ -341,7 +346,7 @@ class Indexer:
     def _succeeded(self) -> None:
         metrics.SEARCH_UP.set(1)
         self._failing_since = None
-        READINESS.set("sink", True, self._client.engine)
+        self.health.readiness.set("sink", True, self._client.engine)
 
 
 def _count_indexed(batch: Sequence[Indexable], not_done: set[int]) -> None:

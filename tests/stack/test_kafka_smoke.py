@@ -8,6 +8,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.core import faust_compat
 from tests.fixtures.stack import unique_name
 
 pytestmark = pytest.mark.stack
@@ -18,7 +19,7 @@ async def test_broker_is_kraft_kafka_4(kafka_bootstrap: str) -> None:
     await admin.start()
     try:
         cluster = await admin.describe_cluster()
-        versions = admin._client.cluster.brokers()
+        versions = faust_compat.aiokafka_client(admin).cluster.brokers()
     finally:
         await admin.close()
     assert [b["node_id"] for b in cluster["brokers"]] == [1]

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from streams.config.settings import Settings
+from streams.core import faust_compat
 from streams.pipeline import App
 from streams.tables import dedup as dedup_tables
 from streams.tables.dedup import KEEP_HORIZONS, DedupMemory, written_at
@@ -41,7 +42,7 @@ def memory(tmp_path: Path) -> DedupMemory:
 
 def store(mem: DedupMemory, partition: int) -> Any:
     # Opens the partition's database the way Faust does once the partition is assigned.
-    return mem.table.data._db_for_partition(partition)
+    return faust_compat.partition_database(mem.table.data, partition)
 
 
 def put(db: Any, uid: str, value: list[Any]) -> None:
@@ -78,7 +79,7 @@ async def test_the_sweep_stops_on_a_partition_revoked_meanwhile(tmp_path: Path, 
     for n in range(5):
         put(db, f"old-{n}", [str(n), 1, int(NOW - 10 * KEEP_HORIZONS * HORIZON)])
     # Runs at the sweep's first yield, as a rebalance would.
-    asyncio.get_running_loop().call_soon(mem.table.data._dbs.pop, 0)
+    asyncio.get_running_loop().call_soon(faust_compat.drop_partition_database, mem.table.data, 0)
 
     deleted = await mem.sweep()
 
@@ -94,7 +95,7 @@ async def test_the_sweep_is_registered_only_for_rocksdb(tmp_path: Path) -> None:
         )
         app = App(settings.app_id, store=store_url, datadir=str(tmp_path), autodiscover=False, loop=loop)
         dedup_tables.declare(app, settings)
-        sweeps = [task for task in app._app_tasks if task.__name__ == "sweep"]
+        sweeps = [task for task in faust_compat.app_tasks(app) if task.__name__ == "sweep"]
         assert len(sweeps) == expected, store_url
 
 

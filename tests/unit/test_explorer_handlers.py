@@ -220,4 +220,4 @@ async def test_top_reasons_come_from_the_count_view_and_are_checked() -> None:
 def test_install_skips_when_disabled() -> None:
     from streams.explorer.web import install
 
-    assert install(object(), Settings.from_env({"K8SEV_EXPLORER": "false"})) is None
+    assert install(object(), Settings.from_env({"K8SEV_EXPLORER": "false"}), Fake()) is None  # type: ignore[arg-type]

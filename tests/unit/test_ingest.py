@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.core.health import LIVENESS, READINESS
+from streams.core.health import Health, Probes
 from streams.ingest.checkpoint import Checkpoint
 from streams.ingest.controller import AckTracker, IngestController, SendFailed
 from streams.ingest.election import LeaseHealth, Started, Stopped
@@ -141,7 +141,7 @@ async def test_a_term_starts_watchers_from_the_leases_checkpoint_and_moves_it_on
     c.post(Started(1, _checkpoint("10")))
     await h.settled(lambda: bool(h.watches()))
     assert c.watchers[0].resource_version == "10"
-    assert READINESS.report()[1]["ingest"]["detail"] == "leading"
+    assert h.controller.health.readiness.report()[1]["ingest"]["detail"] == "leading"
     h.put(c.generation, added("a", "11"))
     h.put(c.generation, WatchItem("bookmark", "12"))
     await h.settled(lambda: len(h.sent) == 1 and c.tracker.pending("*") == 2)
@@ -166,7 +166,7 @@ async def test_items_of_a_stopped_term_are_dropped_never_published() -> None:
     await h.settled(lambda: len(c.handoff) == 0)
     await h.settled(lambda: c.dropped == 3)
     assert h.sent == []
-    assert "watch[*]" not in READINESS.report()[1]
+    assert "watch[*]" not in h.controller.health.readiness.report()[1]
     # Late items of the old term keep being dropped, also after a new term started.
     c.handle(Started(2, Checkpoint()))
     h.put(old, added("late", "4"))
@@ -237,14 +237,14 @@ async def test_stop_as_a_follower_releases_nothing() -> None:
 async def test_lease_health_reaches_readiness() -> None:
     h = Harness()
     h.controller.handle(LeaseHealth(False, "create refused: 403 Forbidden: nope"))
-    ready, checks = READINESS.report()
+    ready, checks = h.controller.health.readiness.report()
     assert not ready and checks["lease"] == {
         **checks["lease"],
         "ok": False,
         "detail": "create refused: 403 Forbidden: nope",
     }
     h.controller.handle(LeaseHealth(True, "leading"))
-    assert READINESS.report()[1]["lease"]["ok"]
+    assert h.controller.health.readiness.report()[1]["lease"]["ok"]
     await h.close()
 
 
@@ -304,21 +304,21 @@ async def test_an_election_thread_that_dies_fails_liveness() -> None:
         spawn=SpawnAndRun(),
     )
     controller.elect(DyingElector())
-    alive, checks = LIVENESS.report()
+    alive, checks = controller.health.liveness.report()
     assert not alive
     assert checks["election"]["ok"] is False
     assert "thread died: RuntimeError: lease client broke" in str(checks["election"]["detail"])
-    LIVENESS.drop("election")
 
 
 class ReadyAt:
     """Whether /readyz would answer 200, recorded at each point of a start-up."""
 
-    def __init__(self) -> None:
+    def __init__(self, readiness: Health) -> None:
+        self.readiness = readiness
         self.seen: list[tuple[str, bool]] = []
 
     def note(self, moment: str) -> None:
-        self.seen.append((moment, READINESS.report()[0]))
+        self.seen.append((moment, self.readiness.report()[0]))
 
 
 async def test_a_new_leader_is_not_ready_until_its_watch_streams() -> None:
@@ -329,11 +329,9 @@ async def test_a_new_leader_is_not_ready_until_its_watch_streams() -> None:
     each: those versions were never on the raw topic, with a newer one of the same Event there.
     Ready must mean collecting: the Lease checked, and as leader the WATCH open.
     """
-    for name in ("kafka", "search", "lease", "ingest"):
-        READINESS.drop(name)
-    READINESS.drop("watch[")
+    health = Probes()
     loop = asyncio.get_running_loop()
-    ready = ReadyAt()
+    ready = ReadyAt(health.readiness)
     listing, release = threading.Event(), threading.Event()
     kube = FakeKube()
 
@@ -370,6 +368,7 @@ async def test_a_new_leader_is_not_ready_until_its_watch_streams() -> None:
         publish=publish,
         keep=lambda e: None,
         spawn=spawn,
+        health=health,
     )
     task = loop.create_task(controller.run())
     controller.elect(FakeElector())
@@ -381,7 +380,7 @@ async def test_a_new_leader_is_not_ready_until_its_watch_streams() -> None:
     release.set()
     await asyncio.to_thread(streaming.wait, 10)
     for _ in range(100):
-        if READINESS.report()[0]:
+        if health.readiness.report()[0]:
             break
         await asyncio.sleep(0.01)
     ready.note("the WATCH open")
@@ -390,7 +389,7 @@ async def test_a_new_leader_is_not_ready_until_its_watch_streams() -> None:
         ("leading, the LIST in flight", False),
         ("the WATCH open", True),
     ]
-    assert READINESS.report()[1]["watch[*]"]["detail"] == "streaming"
+    assert health.readiness.report()[1]["watch[*]"]["detail"] == "streaming"
     hang_up.set()
     await controller.stop(FakeClock().monotonic() + 1)
     for thread in threads:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from streams.core import metrics
-from streams.core.health import READINESS
 from streams.ingest import metadata
 from streams.ingest.checkpoint import Checkpoint
 from streams.ingest.election import Started, Stopped
@@ -326,10 +325,10 @@ async def test_readiness_names_the_refused_kinds_and_stays_ready() -> None:
     e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching"), stop)
     e.batches.put(MetaItem("status", RS, g, ok=False, detail="forbidden (403): no"), stop)
     e.take()
-    _, body = READINESS.report()
+    _, body = e.health.readiness.report()
     assert body["enrich"]["ok"] is True
     assert body["enrich"]["detail"] == "watching 1 of 2; not watched: replicasets.apps (forbidden (403): no)"
     assert metrics.ENRICH_WATCH_UP.labels(resource="replicasets.apps")._value.get() == 0
     assert metrics.ENRICH_WATCH_UP.labels(resource="pods")._value.get() == 1
     e.handle(Stopped(1, "lost"))
-    assert "enrich" not in READINESS.report()[1]
+    assert "enrich" not in e.health.readiness.report()[1]

@@ -10,7 +10,7 @@ import pytest
 
 from streams.config.settings import Settings
 from streams.core import letters
-from streams.core.health import READINESS
+from streams.core.health import Health, Probes
 from streams.core.records import CleanEvent, DeadLetter
 from streams.search.indexer import Abandoned, Indexer, Rejection, classify, operations
 
@@ -155,25 +155,23 @@ class Clock:
         return self.now
 
 
-async def test_readyz_fails_once_the_sink_has_been_failing_longer_than_the_threshold(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_readyz_fails_once_the_sink_has_been_failing_longer_than_the_threshold() -> None:
     clock = Clock()
-    monkeypatch.setattr(READINESS, "_clock", clock)
+    health = Probes(readiness=Health(clock))
     settings = Settings.from_env({"K8SEV_SINK_UNREADY_AFTER": "60s"})
     seen: list[tuple[bool, str]] = []
 
     async def sleep(delay: float) -> None:
         clock.now += 25
-        ready, checks = READINESS.report()
+        ready, checks = health.readiness.report()
         seen.append((ready, str(checks["sink"]["detail"])))
 
     client = ScriptedClient([HttpError(403)] * 3 + [[201]])
-    indexer = Indexer(settings, client, lambda r: asyncio.sleep(0), sleep=sleep, clock=clock)  # type: ignore[arg-type]
+    indexer = Indexer(settings, client, lambda r: asyncio.sleep(0), sleep=sleep, clock=clock, health=health)  # type: ignore[arg-type]
     await indexer.index([clean("a")])
     assert [ready for ready, _ in seen] == [True, True, False]
     assert "http_403 (permanent)" in seen[-1][1]
-    assert READINESS.report()[1]["sink"]["ok"] is True
+    assert health.readiness.report()[1]["sink"]["ok"] is True
 
 
 async def test_stopping_ends_the_retrying_and_leaves_the_batch_unacknowledged() -> None:

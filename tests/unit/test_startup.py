@@ -161,3 +161,18 @@ def test_an_error_is_named_once_and_cut() -> None:
     assert startup.describe(ConnectionError("refused")) == "ConnectionError: refused"
     assert startup.describe(TimeoutError()) == "TimeoutError"
     assert len(startup.describe(OSError("x" * 500))) == 200
+
+
+async def test_a_refused_step_is_raised_at_once_never_retried_and_later_steps_never_run() -> None:
+    clock = Clock()
+    refused: list[float] = []
+    later: list[float] = []
+    steps = [
+        startup.Step("probe", scripted(clock, [], [])),
+        startup.Step("raw_topic", scripted(clock, [startup.Refused("the raw topic allows less")], refused)),
+        startup.Step("after", scripted(clock, [], later)),
+    ]
+    with pytest.raises(startup.Refused) as caught:
+        await run(steps, clock)
+    assert caught.value.status == 2 and str(caught.value) == "the raw topic allows less"
+    assert len(refused) == 1 and later == []

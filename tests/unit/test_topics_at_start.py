@@ -8,6 +8,7 @@ from faust.transport.drivers.aiokafka import Transport
 from mode.utils.times import want_seconds
 
 from streams.config.settings import Settings
+from streams.core import faust_compat
 from streams.pipeline import create_app
 
 
@@ -21,7 +22,7 @@ def test_every_changelog_is_created_with_the_partitions_and_config_faust_would_g
         spec = specs[topic.get_topic_name()]
         # Faust's own rule (its aiokafka transport's), so a change of Faust's shows here by name.
         retention = int(want_seconds(topic.retention) * 1000) if topic.retention else None
-        expected: dict[str, Any] = Transport._topic_config(None, retention, topic.compacting, topic.deleting)
+        expected: dict[str, Any] = faust_compat.topic_config(Transport, retention, topic.compacting, topic.deleting)
         expected.update(topic.config or {})
         assert dict(spec.config) == {k: str(v) for k, v in expected.items()}
         # A changelog with other partitions than its source topic crashes the agent (PartitionsMismatch).
