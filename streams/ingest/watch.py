@@ -56,6 +56,15 @@ class Gone(Exception):
     """The resourceVersion fell out of the API server's watch window (410): list again."""
 
 
+#: Watches from the same resourceVersion after a 410, on a new connection, before listing again. A
+#: control plane is several API servers behind one address, and a 410 is one server's answer: a server
+#: whose watch cache has just started knows nothing older than its start, while another (or etcd)
+#: still serves every version since. A relist shows only each event's newest version, so the versions
+#: superseded in between would be lost; a retry that reaches such a server loses nothing.
+GONE_RETRIES = 2
+GONE_RETRY_DELAY = 0.5
+
+
 class Output(Protocol):
     def put(self, tagged: Tagged, stop: threading.Event) -> None:
         """Hand one item on; may block (back-pressure); raise :class:`WatchStopped` once ``stop`` is set."""
@@ -174,6 +183,8 @@ class Watcher:
             release()
 
     def run(self) -> None:
+        # (resourceVersion, how many 410s in a row answered a watch from it).
+        gone_at: tuple[str | None, int] = (None, 0)
         while not self._stop.is_set():
             try:
                 if self.resource_version is None:
@@ -186,8 +197,15 @@ class Watcher:
             except WatchStopped:
                 break
             except Gone:
-                logs.warning(log, "watch_expired", scope=self.scope, resource_version=self.resource_version)
                 metrics.WATCH_RESTARTS.labels(cause="gone").inc()
+                at = self.resource_version
+                gone_at = (at, gone_at[1] + 1 if gone_at[0] == at else 1)
+                if gone_at[1] <= GONE_RETRIES:
+                    logs.warning(log, "watch_gone_retry", scope=self.scope, resource_version=at, attempt=gone_at[1])
+                    if self._clock.wait(self._stop, GONE_RETRY_DELAY):
+                        break
+                    continue
+                logs.warning(log, "watch_expired", scope=self.scope, resource_version=at, answers=gone_at[1])
                 self._report_gap()
                 self.resource_version = None
             except Exception as exc:  # noqa: BLE001 - any failure: back off and resume from where it got to

@@ -6,7 +6,7 @@ import threading
 from datetime import timedelta
 
 from streams.core import metrics
-from streams.ingest.watch import Handoff, Watcher, WatchItem, WatchSettings
+from streams.ingest.watch import GONE_RETRIES, GONE_RETRY_DELAY, Handoff, Watcher, WatchItem, WatchSettings
 from streams.kube.api import ApiError, IdleTimeout
 from tests.unit.kube_fakes import Collect, FakeClock, FakeKube, FakeResponse, event, gone, note, page
 
@@ -52,17 +52,33 @@ def test_lists_in_pages_then_watches_from_the_list_version() -> None:
     assert listed is not None and listed["kind"] == "Event" and listed["apiVersion"] == "v1"
 
 
-def test_410_mid_stream_lists_again_and_watches_from_the_new_list() -> None:
+def test_410_mid_stream_retries_the_watch_then_lists_again_and_watches_from_the_new_list() -> None:
     kube, out, clock = FakeKube(), Collect(), FakeClock()
     w = watcher(kube, out, clock)
     kube.lists = [page([], rv="10"), page([event("a", "30")], rv="40")]
-    kube.watches = [[note("ADDED", event("x", "11")), gone(), note("ADDED", event("never", "12"))], [w.stop]]
+    kube.watches = [[note("ADDED", event("x", "11")), gone(), note("ADDED", event("never", "12"))], [gone()], [gone()],
+                    [w.stop]]  # fmt: skip
     before = restarts("gone")
     w.run()
-    assert kube.watch_calls == ["10", "40"]
+    # From where it got to, GONE_RETRIES more times, then the relist.
+    assert kube.watch_calls == ["10", "11", "11", "40"]
     assert kinds(out) == [("synced", "10"), ("added", "11"), ("listed", "30"), ("synced", "40")]
-    assert restarts("gone") == before + 1
-    assert clock.waits == []  # a relist needs no back-off
+    assert restarts("gone") == before + 1 + GONE_RETRIES
+    assert clock.waits == [GONE_RETRY_DELAY] * GONE_RETRIES
+
+
+def test_a_410_from_one_server_and_a_watch_another_serves_from_the_same_point_loses_nothing() -> None:
+    # A server whose watch cache just started answers 410 for a point etcd still has; the retry lands
+    # on a server that serves it: every version since arrives, and there is no relist.
+    kube, out, clock = FakeKube(), Collect(), FakeClock()
+    w = watcher(kube, out, clock)
+    kube.lists = [page([], rv="10")]
+    kube.watches = [[note("ADDED", event("x", "11")), gone()],
+                    [note("MODIFIED", event("x", "12")), note("MODIFIED", event("x", "13")), w.stop]]  # fmt: skip
+    w.run()
+    assert kube.list_calls == [None]
+    assert kube.watch_calls == ["10", "11"]
+    assert kinds(out) == [("synced", "10"), ("added", "11"), ("modified", "12"), ("modified", "13")]
 
 
 def test_expired_continue_token_starts_the_list_over() -> None:
@@ -148,7 +164,7 @@ def test_stop_before_a_page_request_returns_without_it() -> None:
 def test_a_410_after_a_pause_longer_than_the_event_ttl_is_reported() -> None:
     kube, out, clock = FakeKube(), Collect(), FakeClock()
     w = watcher(kube, out, clock, resume=("5", clock.now() - timedelta(hours=2)))
-    kube.watches = [[gone()], [w.stop]]
+    kube.watches = [[gone()], [gone()], [gone()], [w.stop]]
     kube.lists = [page([], rv="50")]
     before = metrics.WATCH_GAPS._value.get()
     w.run()
