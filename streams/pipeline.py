@@ -313,8 +313,9 @@ def create_app(settings: Settings) -> App:
         sink.install(app, settings, declared, app.stopping, app.health, app.search)
         retention.install(app, settings, app.search)
         lag.install(app, settings)
-    web.install(app, settings, declared, counted, app.health, app.search)
-    explorer.install(app, settings, app.search)
+    # The explorer first: in kubernetes auth mode the count views admit through its gate.
+    core = explorer.install(app, settings, app.search)
+    web.install(app, settings, declared, counted, app.health, app.search, explorer.count_guard(core))
 
     @app.task
     async def announce_settings() -> None:

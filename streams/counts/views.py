@@ -10,8 +10,8 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from streams.counts.windows import WINDOWS, split_kind_key, split_partition_key, split_reason_key
@@ -61,6 +61,54 @@ def local_counts(entries: Iterable[tuple[Any, Any]], start: float, owned: Callab
         if owned(partition):
             out[plain] = out.get(plain, 0) + int(value)
     return out
+
+
+def namespaces(counts: Mapping[str, int]) -> set[str]:
+    """The namespaces a reason table's ``{namespace/type/reason: n}`` holds ("" for cluster-scoped objects)."""
+    return {split_reason_key(key)[0] for key in counts}
+
+
+def within(counts: Mapping[str, int], family: str, allowed: Collection[str] | None) -> dict[str, int]:
+    """The counts a caller limited to the namespaces ``allowed`` may read (None: everything).
+
+    The reason table's keys begin with the namespace, so a limited caller keeps its namespaces' keys
+    and never the cluster-scoped ones (""), which need cluster-wide rights. The kind table's keys
+    name no namespace: every one of them may hold any namespace's events, so a limited caller keeps none.
+    """
+    if allowed is None:
+        return dict(counts)
+    if family != "reason":
+        return {}
+    return {key: n for key, n in counts.items() if (ns := split_reason_key(key)[0]) and ns in allowed}
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A count request refused (401, 403, 503): the answer as it goes out."""
+
+    status: int
+    body: bytes
+    content_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """A count request's caller as the explorer's Kubernetes gate judged it.
+
+    ``allowed``: the namespaces it may read (None: everything); ``token``: its token, handed on to the
+    peers so each checks it itself; ``note``: why the answer is empty, for the caller.
+    """
+
+    allowed: frozenset[str] | None = None
+    token: str | None = None
+    note: str = ""
+    refusal: Refusal | None = None
+
+
+#: The gate of the count views (``K8SEV_EXPLORER_AUTH=kubernetes`` only): the request's headers, the
+#: family (reason or kind), the namespace asked, the namespaces in this worker's share -> the verdict.
+Guard = Callable[[Mapping[str, str], str, str | None, Collection[str]], Awaitable[Admission]]
 
 
 def _iso(stamp: float) -> str:

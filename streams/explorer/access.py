@@ -127,8 +127,13 @@ class Gate:
 
         return await self._once(self._reviews, (who, namespace), review)
 
-    async def access(self, who: Identity, asked: Iterable[str]) -> Access:
-        """What ``who`` may read of the namespaces ``asked`` (none asked: every namespace)."""
+    async def access(self, who: Identity, asked: Iterable[str], candidates: Iterable[str] | None = None) -> Access:
+        """What ``who`` may read of the namespaces ``asked`` (none asked: every namespace).
+
+        ``candidates``: the namespaces to check when none is asked, instead of the archive's (the count
+        views pass those their tables hold, so they need no search engine). "" (cluster-scoped) is
+        never one: only the cluster-wide review allows it.
+        """
         asked = tuple(asked)
         if await self.may_list(who, ""):
             return EVERYTHING
@@ -137,22 +142,23 @@ class Gate:
                 if not await self.may_list(who, namespace):
                     return Access(False, forbidden=namespace)
             return Access(False, asked)
-        candidates = await self._candidates()
+        where = "of the archive" if candidates is None else "with counted events"
+        names = sorted({ns for ns in candidates if ns}) if candidates is not None else await self._candidates()
         limit = asyncio.Semaphore(CONCURRENCY)
 
         async def check(namespace: str) -> bool:
             async with limit:
                 return await self.may_list(who, namespace)
 
-        verdicts = await asyncio.gather(*(check(ns) for ns in candidates[:MAX_NAMESPACES]))
-        allowed = tuple(ns for ns, ok in zip(candidates, verdicts, strict=False) if ok)
+        verdicts = await asyncio.gather(*(check(ns) for ns in names[:MAX_NAMESPACES]))
+        allowed = tuple(ns for ns, ok in zip(names, verdicts, strict=False) if ok)
         note = ""
         if not allowed:
             note = (
-                f"{who.username} may list events in no namespace of the archive (nor cluster-wide): "
+                f"{who.username} may list events in no namespace {where} (nor cluster-wide): "
                 "ask for a Role with list on events"
             )
-        elif len(candidates) > MAX_NAMESPACES:
+        elif len(names) > MAX_NAMESPACES:
             note = f"only the first {MAX_NAMESPACES} namespaces were checked: name a namespace to see another"
         return Access(False, allowed, note=note)
 

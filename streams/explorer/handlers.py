@@ -13,7 +13,7 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from streams.config.settings import ExplorerSettings
 from streams.core import logs
+from streams.counts import views
 from streams.counts.windows import split_reason_key
 from streams.explorer import query
 from streams.explorer.access import EVERYTHING, Access, Gate
@@ -49,8 +50,11 @@ ASSETS = {
 }
 
 
-# The worker's own count view (/counts/reasons/), asked with these parameters.
-CountsView = Callable[[Mapping[str, str]], Awaitable[dict[str, Any]]]
+class CountsView(Protocol):
+    """The worker's own count view (/counts/reasons/), asked with these parameters, carrying the caller's
+    Kubernetes ``token`` when there is one (the view checks it itself)."""
+
+    def __call__(self, params: Mapping[str, str], token: str | None = None) -> Awaitable[dict[str, Any]]: ...
 
 
 class Searcher(Protocol):
@@ -155,6 +159,51 @@ class Explorer:
             return self.refused(json_api, "the Kubernetes API server does not accept this token")
         return who
 
+    async def count_access(
+        self,
+        authorization: str | None,
+        eventlog_token: str | None,
+        family: str,
+        asked: str | None,
+        present: Iterable[str],
+    ) -> views.Admission:
+        """The count views' admission in ``kubernetes`` mode, as the JSON API's: who asks and what of a
+        count table (``family`` reason or kind) they may read, or the refusal.
+
+        ``asked``: the namespace the request names; else the namespaces ``present`` in this worker's
+        share are reviewed (the same gate and cache as the JSON API). The kind table's keys name no
+        namespace, so only cluster-wide rights read it.
+        """
+        who = await self.admit(authorization, True, eventlog_token)
+        if isinstance(who, Reply):
+            return views.Admission(refusal=_refusal(who))
+        assert who is not None, "kubernetes mode admits people only"
+        assert self.gate is not None
+        token = bearer_or_password(authorization) or (eventlog_token or "").strip()
+        try:
+            access = await self.gate.access(who, [asked] if asked else [], candidates=present)
+        except (ApiError, Disconnected, IdleTimeout, OSError) as exc:
+            logs.warning(log, "explorer_review_failed", review="access", error=str(exc)[:200])
+            error = self._error(503, "the Kubernetes API server did not answer the access review", "unreachable")
+            return views.Admission(refusal=_refusal(error))
+        if access.forbidden is not None:
+            logs.info(log, "explorer_forbidden", user=who.username, namespace=access.forbidden)
+            why = f"{who.username} may not list events in namespace {access.forbidden!r}"
+            error = self._error(403, why, "forbidden")
+            return views.Admission(refusal=_refusal(error))
+        if access.everything:
+            return views.Admission(token=token)
+        if family != "reason":
+            logs.info(log, "explorer_forbidden", user=who.username, namespace="")
+            error = self._error(
+                403,
+                f"{who.username} may not list events cluster-wide, which the counts by kind need (their keys"
+                " name no namespace); /counts/reasons/ counts per namespace",
+                "forbidden",
+            )
+            return views.Admission(refusal=_refusal(error))
+        return views.Admission(frozenset(access.namespaces), token, access.note)
+
     def refused(self, json_api: bool, why: str = "authentication required") -> Reply:
         # Basic only: a browser then shows its login prompt (the token works as the password there);
         # bearer clients send their header without being asked.
@@ -180,7 +229,10 @@ class Explorer:
 
     # ------------------------------------------------------------ JSON API
 
-    async def api(self, what: str, params: Mapping[str, str], who: Identity | None = None) -> Reply:
+    async def api(
+        self, what: str, params: Mapping[str, str], who: Identity | None = None, token: str | None = None
+    ) -> Reply:
+        """One JSON API answer; ``token`` is the caller's Kubernetes token, handed on to the count view."""
         if what not in ("search", "histogram", "timeline", "top"):
             return self._error(404, f"no API {what[:40]!r}; there are search, histogram, timeline, top")
         access = EVERYTHING
@@ -202,7 +254,7 @@ class Explorer:
             if not access.everything and not access.namespaces:
                 return self._json(200, self._nothing(what, access.note))
         if what == "top":
-            return await self._top(params, access)
+            return await self._top(params, access, token)
         handler = {"search": self._search, "histogram": self._histogram, "timeline": self._timeline}[what]
         started = time.monotonic()
         try:
@@ -296,11 +348,12 @@ class Explorer:
             "truncated": int(total) > len(rows),
         }
 
-    async def _top(self, params: Mapping[str, str], access: Access = EVERYTHING) -> Reply:
+    async def _top(self, params: Mapping[str, str], access: Access = EVERYTHING, token: str | None = None) -> Reply:
         """Top reasons from the count tables, through the worker's own view (so the auth covers it).
 
-        A person limited to some namespaces gets the tables' raw counts, kept to those namespaces
-        here, before anything leaves the worker.
+        The view is asked with the caller's ``token`` and, in ``kubernetes`` mode, keeps its counts to
+        the caller's namespaces itself. A person limited to some namespaces gets the raw counts, kept
+        here to those this request's access allows as well, before anything leaves the worker.
         """
         unknown = sorted(set(params) - {"window", "namespace", "type", "top"})
         window, top = params.get("window", "1h"), params.get("top", "10")
@@ -312,7 +365,9 @@ class Explorer:
         if access.within is not None:
             asked["raw"] = "1"
         try:
-            body = await asyncio.wait_for(self.counts({**asked, "window": window, "top": top}), self.config.timeout)
+            body = await asyncio.wait_for(
+                self.counts({**asked, "window": window, "top": top}, token), self.config.timeout
+            )
         except (OSError, TimeoutError, ValueError) as exc:
             logs.warning(log, "explorer_counts_failed", error=str(exc)[:200])
             return self._error(
@@ -336,6 +391,10 @@ class Explorer:
 
     def _text(self, status: int, message: str) -> Reply:
         return Reply(status, message.encode(), "text/plain", {**SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+
+def _refusal(reply: Reply) -> views.Refusal:
+    return views.Refusal(reply.status, reply.body, reply.content_type, reply.headers)
 
 
 def bearer_or_password(authorization: str | None) -> str:

@@ -6,7 +6,7 @@ and every answer carries the Content-Security-Policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -14,7 +14,8 @@ from faust import web
 
 from streams.config.settings import Settings
 from streams.core import logs
-from streams.explorer.handlers import Explorer, Reply, log
+from streams.counts import views
+from streams.explorer.handlers import Explorer, Reply, bearer_or_password, log
 from streams.explorer.proxy import TOKEN_HEADER
 from streams.kube.api import Identity
 
@@ -22,25 +23,53 @@ if TYPE_CHECKING:
     from streams.search.client import SearchClient
 
 
+def token_of(request: web.Request) -> str | None:
+    """The Kubernetes token a request presents (``Authorization`` or ``X-Eventlog-Token``), to hand on."""
+    headers = request.headers
+    return bearer_or_password(headers.get("Authorization")) or (headers.get(TOKEN_HEADER) or "").strip() or None
+
+
+def count_guard(core: Explorer | None) -> views.Guard | None:
+    """The count views' gate: the explorer's, in ``kubernetes`` mode; None (the views stay open, as the
+    NetworkPolicy guards them) in every other mode."""
+    if core is None or core.config.mode != "kubernetes":
+        return None
+    explorer = core
+
+    async def guard(
+        headers: Mapping[str, str], family: str, asked: str | None, present: Collection[str]
+    ) -> views.Admission:
+        authorization, eventlog_token = headers.get("Authorization"), headers.get(TOKEN_HEADER)
+        return await explorer.count_access(authorization, eventlog_token, family, asked, present)
+
+    return guard
+
+
 def install(app: Any, settings: Settings, search: SearchClient) -> Explorer | None:
     """Register the explorer's views on ``app`` (a faust.App), searching through the worker's ``search``
-    client; None when K8SEV_EXPLORER=false.
+    client; None when K8SEV_EXPLORER=false, unless the auth is ``kubernetes``: then the count views
+    still admit through the returned explorer (no page is served).
 
     The search settings say where to search (K8SEV_ES_URL, never empty); ``settings.explorer`` who
     may read it and how long a search may take.
     """
     explorer = settings.explorer
-    if not explorer.enabled:
+    if not explorer.enabled and explorer.mode != "kubernetes":
         return None
     prefix = settings.search.index_prefix
     canonical = str(app.conf.canonical_url).rstrip("/")
 
-    async def counts(params: Mapping[str, str]) -> dict[str, Any]:
-        # Over HTTP to ourselves: the view already merges every worker's share of the tables.
+    async def counts(params: Mapping[str, str], token: str | None = None) -> dict[str, Any]:
+        # Over HTTP to ourselves: the view already merges every worker's share of the tables. The
+        # caller's token goes along: the view admits and filters by it as for anyone else.
         timeout = aiohttp.ClientTimeout(total=explorer.timeout)
         url = f"{canonical}/counts/reasons/"
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, session.get(url, params=dict(params)) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(url, params=dict(params), headers=headers) as resp,
+            ):
                 if resp.status != 200:
                     raise ValueError(f"/counts/reasons/ answered {resp.status}")
                 return dict(await resp.json())
@@ -56,6 +85,9 @@ def install(app: Any, settings: Settings, search: SearchClient) -> Explorer | No
         reviewer = KubernetesReviews.from_kubeconfig(settings.kube.kubeconfig)
         gate = Gate(reviewer, ttl=explorer.review_ttl, size=explorer.review_cache)
     core = Explorer(explorer, search, f"{prefix}-*", counts, gate=gate)
+    if not explorer.enabled:
+        logs.info(log, "explorer_installed", path="", protected=True, auth=explorer.mode)
+        return core
 
     def respond(view: web.View, reply: Reply) -> web.Response:
         return view.bytes(reply.body, content_type=reply.content_type, status=reply.status, headers=reply.headers)
@@ -87,7 +119,8 @@ def install(app: Any, settings: Settings, search: SearchClient) -> Explorer | No
         who = await admitted(request, True)
         if isinstance(who, Reply):
             return respond(self, who)
-        return respond(self, await core.api(what, dict(request.query), who))
+        token = token_of(request) if who is not None else None
+        return respond(self, await core.api(what, dict(request.query), who, token))
 
     logs.info(log, "explorer_installed", path="/ui/", protected=explorer.protected, auth=explorer.mode)
     return core

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import aiohttp
 import aiohttp.web
@@ -45,10 +45,12 @@ def _owned(app: faust.App, topic: str) -> Callable[[int], bool]:
 
 
 async def _gather(
-    app: faust.App, request: web.Request, table: Any, start: float, topic: str
+    app: faust.App, request: web.Request, mine: dict[str, int], token: str | None
 ) -> tuple[dict[str, int], list[str]]:
-    """Counts of the whole table: ours plus every other owning worker's local share."""
-    mine = views.local_counts(list(table.table.data.items()), start, _owned(app, topic))
+    """Counts of the whole table: ``mine`` (this worker's share) plus every other owning worker's.
+
+    ``token``: the caller's Kubernetes token, sent along so each peer admits and filters by it itself.
+    """
     if request.query.get("scope") == "local":
         return mine, []
     own_url = str(app.conf.canonical_url).rstrip("/")
@@ -58,7 +60,8 @@ async def _gather(
     merged = Counter(mine)
     failed: list[str] = []
     query = {**request.query, "scope": "local", "top": str(views.MAX_TOP)}
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5), headers=headers) as session:
 
         async def ask(peer: str) -> None:
             try:
@@ -83,8 +86,14 @@ def install(
     tables: CountTables | None,
     health: Probes,
     search: SearchClient,
+    guard: views.Guard | None = None,
 ) -> None:
-    """Register the count views, the probes behind /readyz and /healthz (``health``'s checks) and /metrics."""
+    """Register the count views, the probes behind /readyz and /healthz (``health``'s checks) and /metrics.
+
+    ``guard``: the explorer's Kubernetes gate (``K8SEV_EXPLORER_AUTH=kubernetes``); the count views then
+    answer only with a token, and only the namespaces it may list events in. The probes and /metrics
+    stay open for the kubelet and Prometheus.
+    """
     # Faust's own sensor (rebalances, assignments, commits, send errors) in our registry, at /metrics.
     app.monitor = RebalanceMonitor(metrics=faust_metrics(REGISTRY, "k8sev_faust"))
     readiness, liveness = health.readiness, health.liveness
@@ -102,8 +111,22 @@ def install(
         except views.BadRequest as exc:
             return view.json({"error": str(exc)}, status=400)
         table = (tables.by_reason if family == "reason" else tables.by_kind)[query.label]
-        found, failed = await _gather(app, request, table, query.start, topics.raw.get_topic_name())
-        return view.json(answer(query, request.query, found, failed))
+        entries = list(table.table.data.items())
+        mine = views.local_counts(entries, query.start, _owned(app, topics.raw.get_topic_name()))
+        admitted = views.Admission()
+        if guard is not None:
+            present = views.namespaces(mine) if family == "reason" else ()
+            admitted = await guard(request.headers, family, request.query.get("namespace"), present)
+            if admitted.refusal is not None:
+                no = admitted.refusal
+                return view.bytes(no.body, content_type=no.content_type, status=no.status, headers=no.headers)
+            # Kept to the caller's namespaces before anything is merged or sent.
+            mine = views.within(mine, family, admitted.allowed)
+        found, failed = await _gather(app, request, mine, admitted.token)
+        body = answer(query, request.query, found, failed)
+        if admitted.note and not request.query.get("raw"):
+            body["notice"] = admitted.note
+        return view.json(body)
 
     @app.page("/counts/reasons/")
     async def reasons_view(self: web.View, request: web.Request) -> web.Response:

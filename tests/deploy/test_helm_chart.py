@@ -516,7 +516,7 @@ def test_an_api_key_from_a_secret_is_a_file_for_the_worker() -> None:
 def _explorer_for(objects: list[dict[str, Any]], root: Path) -> Explorer:
     """The explorer the rendered worker would serve, its Secret files holding ``<secret>/<key>``."""
 
-    async def nothing(*args: Any) -> dict[str, Any]:
+    async def nothing(*args: Any, **kwargs: Any) -> dict[str, Any]:
         raise AssertionError("no search in this test")
 
     searcher = type("Searcher", (), {"search": nothing})()

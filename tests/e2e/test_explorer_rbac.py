@@ -560,6 +560,73 @@ def test_the_worker_checks_the_eventlog_token_itself(proxied: Proxied) -> None:
     assert proxy.TOKEN_HEADER.lower() not in logged.lower()
 
 
+def ask_counts(proxied: Proxied, headers: dict[str, str], view: str = "reasons", **params: str) -> tuple[int, Any]:
+    """``/counts/<view>/`` of the worker through the API server's service proxy, as A, C or nobody."""
+    import ssl
+
+    server, ca = admin_cluster(proxied.servers["KUBECONFIG"])
+    path = f"/api/v1/namespaces/{proxied.cluster.explorer_namespace}/services/{SERVICE}:web/proxy/counts/{view}/"
+    url = f"{server.rstrip('/')}{path}?{urllib.parse.urlencode(params)}"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(
+            request, timeout=30, context=ssl.create_default_context(cadata=ca.decode())
+        ) as resp:
+            return int(resp.status), json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def counted(proxied: Proxied, who: str) -> tuple[set[str], set[str]]:
+    """The namespaces of the reason table's keys ``who`` reads: those with this module's probe, and all.
+
+    This hour's window and the last one's: an hour may turn between the counting and the asking.
+    """
+    from streams.explorer import proxy
+
+    probes: set[str] = set()
+    every: set[str] = set()
+    for ago in ("0", "1"):
+        headers = proxy.headers(proxied.cluster.tokens[who])
+        status, body = ask_counts(proxied, headers, window="1h", ago=ago, raw="1")
+        assert status == 200, body
+        every |= {key.split("/", 1)[0] for key in body["counts"]}
+        probes |= {key.split("/", 1)[0] for key in body["counts"] if key.endswith(f"/{REASON}")}
+    return probes, every
+
+
+def test_the_count_views_through_the_proxy_hold_only_the_callers_namespaces(proxied: Proxied) -> None:
+    from streams.explorer import proxy
+
+    cluster = proxied.cluster
+    # The module's events counted first: C (cluster-wide) sees both teams' probe counts.
+    wait.until(
+        "the probes counted",
+        lambda: {cluster.team_a, cluster.team_b} <= counted(proxied, "c")[0],
+        timeout=60,
+    )
+    probes, every = counted(proxied, "a")
+    assert probes == every == {cluster.team_a}, "only team-a's keys leave the worker for A"
+    status, body = ask_counts(proxied, proxy.headers(cluster.tokens["a"]), window="1h")
+    assert status == 200 and {row["namespace"] for row in body["namespaces"]} <= {cluster.team_a}
+    status, body = ask_counts(proxied, proxy.headers(cluster.tokens["a"]), window="1h", namespace=cluster.team_b)
+    assert status == 403 and cluster.team_b in body["error"] and body["state"] == "forbidden"
+    # The kind table names no namespace: cluster-wide rights only.
+    assert ask_counts(proxied, proxy.headers(cluster.tokens["a"]), "kinds", window="1h")[0] == 403
+    assert ask_counts(proxied, proxy.headers(cluster.tokens["c"]), "kinds", window="1h")[0] == 200
+    # No token for the worker (the API server took Authorization): 401.
+    status, body = ask_counts(proxied, proxy.headers(cluster.tokens["a"], worker=False), window="1h")
+    assert status == 401 and body["state"] == "unauthorized"
+    # The explorer's top reasons ask the worker's own count view with the caller's token.
+    # (Without the token the view would refuse it, and top would be a 503.)
+    status, body = cluster.api("top", cluster.tokens["a"], window="1h")
+    assert status == 200, body
+    # The probes stay open for the kubelet and Prometheus.
+    for path in ("/healthz", "/readyz", "/metrics"):
+        with urllib.request.urlopen(f"{cluster.worker.url}{path}", timeout=30) as resp:
+            assert resp.status == 200, path
+
+
 def test_eventlog_without_any_rights_says_why(proxied: Proxied) -> None:
     code, out, err = proxied.eventlog("n", "-A", "--reason", REASON)
     assert code == 0 and out == ""

@@ -115,3 +115,53 @@ def test_kinds_rank_kind_and_reason_pairs_and_filter_by_kind() -> None:
     assert body["total"] == 17
     only_pods = views.kinds(asked(), {"kind": "Pod"}, counts, [])
     assert only_pods["filters"] == {"kind": "Pod"} and only_pods["total"] == 8
+
+
+# ---------------------------------------------------------------- the namespace filter (kubernetes auth)
+
+REASON_COUNTS = {
+    reason_key("team-a", "Warning", "BackOff"): 5,
+    reason_key("team-b", "Warning", "BackOff"): 7,
+    reason_key("", "Normal", "NodeReady"): 2,  # a Node's events: cluster-scoped
+}
+
+
+def test_the_namespaces_a_reason_table_holds() -> None:
+    assert views.namespaces(REASON_COUNTS) == {"team-a", "team-b", ""}
+    assert views.namespaces({}) == set()
+
+
+def test_within_keeps_only_the_allowed_namespaces_and_never_cluster_scoped_keys() -> None:
+    assert views.within(REASON_COUNTS, "reason", {"team-a"}) == {"team-a/Warning/BackOff": 5}
+    assert views.within(REASON_COUNTS, "reason", {"team-a", "team-b", ""}) == {
+        "team-a/Warning/BackOff": 5,
+        "team-b/Warning/BackOff": 7,
+    }
+    assert views.within(REASON_COUNTS, "reason", frozenset()) == {}
+
+
+def test_within_none_is_everything_cluster_scoped_included() -> None:
+    assert views.within(REASON_COUNTS, "reason", None) == REASON_COUNTS
+    kinds = {kind_key("Pod", "BackOff"): 3}
+    assert views.within(kinds, "kind", None) == kinds
+
+
+def test_kind_counts_name_no_namespace_so_a_limited_caller_keeps_none() -> None:
+    assert views.within({kind_key("Pod", "BackOff"): 3}, "kind", {"team-a"}) == {}
+
+
+@given(
+    st.dictionaries(
+        st.tuples(st.sampled_from(["", "team-a", "team-b", "x"]), st.sampled_from(["Normal", "Warning"]), st.text()),
+        st.integers(1, 10**6),
+    ),
+    st.frozensets(st.sampled_from(["", "team-a", "team-b", "x"])),
+)
+def test_within_is_the_allowed_namespaces_part_and_nothing_else(
+    table: dict[tuple[str, str, str], int], allowed: frozenset[str]
+) -> None:
+    counts = {reason_key(*key): n for key, n in table.items()}
+    kept = views.within(counts, "reason", allowed)
+    assert kept == {k: n for k, n in counts.items() if k.split("/", 1)[0] in allowed - {""}}
+    answer = views.reasons(asked(), {}, kept, [])
+    assert {row["namespace"] for row in answer["namespaces"]} <= allowed - {""}

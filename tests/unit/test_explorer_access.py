@@ -80,7 +80,7 @@ COUNTS = {
 }
 
 
-async def counts(params: Mapping[str, str]) -> dict[str, Any]:
+async def counts(params: Mapping[str, str], token: str | None = None) -> dict[str, Any]:
     assert params.get("raw") == "1", "a limited person's top reasons are counted from the raw tables"
     # As the worker's view filters: by type and namespace when asked.
     kept = {
@@ -271,3 +271,115 @@ def test_the_archive_names_its_namespaces_for_the_gate() -> None:
     assert body["size"] == 0 and body["aggs"]["namespaces"]["terms"]["field"] == "metadata.namespace"
     answer = {"aggregations": {"namespaces": {"buckets": [{"key": "a", "doc_count": 1}, {"key": "", "doc_count": 2}]}}}
     assert query.namespaces_answer(answer) == ["a"]
+
+
+# ---------------------------------------------------------------- the count views (/counts/*)
+
+PRESENT = ["", "team-a", "team-b"]  # "": a Node's events, counted without a namespace
+
+
+async def test_the_count_views_want_a_token_and_check_it() -> None:
+    explorer, reviewer, _, _ = setup()
+    no_token = await explorer.count_access(None, None, "reason", None, PRESENT)
+    assert no_token.refusal is not None and no_token.refusal.status == 401
+    assert "WWW-Authenticate" in no_token.refusal.headers and not reviewer.calls
+    forged = await explorer.count_access("Bearer forged", None, "reason", None, PRESENT)
+    assert forged.refusal is not None and forged.refusal.status == 401
+    # The service proxy's way in: X-Eventlog-Token, as for the JSON API.
+    proxied = await explorer.count_access(None, "token-a", "reason", None, PRESENT)
+    assert proxied.refusal is None and proxied.token == "token-a"
+
+
+async def test_a_namespace_role_counts_only_its_namespaces_never_cluster_scoped_ones() -> None:
+    explorer, reviewer, search, _ = setup()
+    admitted = await explorer.count_access("Bearer token-a", None, "reason", None, PRESENT)
+    assert admitted.refusal is None and admitted.allowed == frozenset({"team-a"})
+    assert admitted.token == "token-a", "handed on to the peers, which check it themselves"
+    # The namespaces reviewed are those the table holds: no search engine is asked.
+    assert not search.bodies
+    assert {c[2] for c in reviewer.calls if c != ("token",)} == {"", "team-a", "team-b"}
+
+
+async def test_a_count_namespace_not_allowed_is_403_naming_it() -> None:
+    explorer, _, _, _ = setup()
+    refused = await explorer.count_access("Bearer token-a", None, "reason", "team-b", PRESENT)
+    assert refused.refusal is not None and refused.refusal.status == 403
+    body = json.loads(refused.refusal.body)
+    assert body["state"] == "forbidden" and "'team-b'" in body["error"] and ALICE.username in body["error"]
+    allowed = await explorer.count_access("Bearer token-a", None, "reason", "team-a", PRESENT)
+    assert allowed.refusal is None and allowed.allowed == frozenset({"team-a"})
+
+
+async def test_cluster_wide_counts_everything_and_the_kinds() -> None:
+    explorer, _, _, _ = setup()
+    for family in ("reason", "kind"):
+        admitted = await explorer.count_access("Bearer token-c", None, family, None, PRESENT)
+        assert admitted.refusal is None and admitted.allowed is None
+
+
+async def test_counts_by_kind_need_cluster_wide_rights() -> None:
+    explorer, _, _, _ = setup()
+    refused = await explorer.count_access("Bearer token-a", None, "kind", None, ())
+    assert refused.refusal is not None and refused.refusal.status == 403
+    assert "cluster-wide" in json.loads(refused.refusal.body)["error"]
+
+
+async def test_no_rights_counts_nothing_and_says_why() -> None:
+    explorer, _, _, _ = setup()
+    admitted = await explorer.count_access("Bearer token-n", None, "reason", None, PRESENT)
+    assert admitted.refusal is None and admitted.allowed == frozenset()
+    assert "may list events in no namespace with counted events" in admitted.note
+
+
+async def test_count_reviews_share_the_json_apis_cache() -> None:
+    explorer, reviewer, _, _ = setup()
+    await call(explorer, "token-a", "search", namespace="team-a")
+    sent = len(reviewer.calls)
+    admitted = await explorer.count_access("Bearer token-a", None, "reason", "team-a", PRESENT)
+    assert admitted.allowed == frozenset({"team-a"}) and len(reviewer.calls) == sent
+
+
+async def test_the_api_server_down_is_503_for_the_count_views() -> None:
+    explorer, reviewer, _, _ = setup()
+    await explorer.admit("Bearer token-a", True)  # the token's review cached; the access reviews then fail
+    reviewer.error = Disconnected("gone")
+    down = await explorer.count_access("Bearer token-a", None, "reason", None, PRESENT)
+    assert down.refusal is not None and down.refusal.status == 503
+
+
+async def test_top_reasons_hand_the_token_on_to_the_count_view() -> None:
+    tokens: list[str | None] = []
+
+    async def view(params: Mapping[str, str], token: str | None = None) -> dict[str, Any]:
+        tokens.append(token)
+        return await counts(params)
+
+    reviewer = Reviewer()
+    gate = Gate(reviewer, ttl=30, size=100)
+    explorer = Explorer(ExplorerSettings(auth="kubernetes"), Search(), "k8s-event-*", view, gate=gate)
+    who = await explorer.admit("Bearer token-a", True)
+    assert isinstance(who, Identity)
+    reply = await explorer.api("top", {"window": "1h"}, who, "token-a")
+    assert reply.status == 200 and tokens == ["token-a"]
+
+
+async def test_the_count_guard_exists_in_kubernetes_mode_only_and_reads_both_headers() -> None:
+    from streams.explorer.web import count_guard
+
+    assert count_guard(None) is None
+    others = [
+        ExplorerSettings(auth="none"),
+        ExplorerSettings(auth="token", token="t"),
+        ExplorerSettings(auth="basic", username="u", password="p"),
+    ]
+    for settings in others:
+        core = Explorer(settings, Search(), "k8s-event-*", counts)
+        assert count_guard(core) is None, f"{settings.mode}: the count views stay as they were"
+    explorer, _, _, _ = setup()
+    guard = count_guard(explorer)
+    assert guard is not None
+    assert (await guard({}, "reason", None, PRESENT)).refusal is not None
+    via_proxy = await guard({"X-Eventlog-Token": "token-a"}, "reason", None, PRESENT)
+    assert via_proxy.allowed == frozenset({"team-a"})
+    direct = await guard({"Authorization": "Bearer token-c"}, "reason", None, PRESENT)
+    assert direct.refusal is None and direct.allowed is None

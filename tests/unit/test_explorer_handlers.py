@@ -38,7 +38,7 @@ class Fake:
         return dict(self.answer)
 
 
-async def no_counts(params: Mapping[str, str]) -> dict[str, Any]:
+async def no_counts(params: Mapping[str, str], token: str | None = None) -> dict[str, Any]:
     raise AssertionError("the count view is not asked here")
 
 
@@ -199,7 +199,7 @@ def test_vendored_uplot_matches_its_checksums() -> None:
 async def test_top_reasons_come_from_the_count_view_and_are_checked() -> None:
     asked: list[Mapping[str, str]] = []
 
-    async def counts(params: Mapping[str, str]) -> dict[str, Any]:
+    async def counts(params: Mapping[str, str], token: str | None = None) -> dict[str, Any]:
         asked.append(params)
         return {"reasons": [{"type": "Warning", "reason": "BackOff", "count": 3}], "partial": []}
 
@@ -210,7 +210,7 @@ async def test_top_reasons_come_from_the_count_view_and_are_checked() -> None:
     assert (await core.api("top", {"window": "1d"})).status == 400
     assert (await core.api("top", {"type": "Error"})).status == 400
 
-    async def down(params: Mapping[str, str]) -> dict[str, Any]:
+    async def down(params: Mapping[str, str], token: str | None = None) -> dict[str, Any]:
         raise ConnectionError("refused")
 
     broken = await Explorer(ExplorerSettings(), Fake(), "k8s-event-*", down).api("top", {})
