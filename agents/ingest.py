@@ -95,10 +95,10 @@ def install(app: faust.App, settings: Settings, topics: Topics, health: Probes) 
         enrichment = enrichment_of(settings, api, health)
         send: Any = publish
         if enrichment is not None:
-            enrich = enrichment.enricher
+            enrich = enrichment.enrich
 
             async def send(event: dict[str, Any]) -> asyncio.Future[Any] | None:
-                return await publish(enrich(event))
+                return await publish(await enrich(event))
 
         controller = IngestController(
             asyncio.get_running_loop(),

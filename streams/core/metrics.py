@@ -245,6 +245,12 @@ ENRICH_WATCH_RESTARTS = Counter(
     ["resource", "cause"],
     registry=REGISTRY,
 )
+ENRICH_HELD_TIMEOUTS = Counter(
+    "k8sev_enrich_held_timeouts_total",
+    "Events held for their object's metadata watch to catch up that it did not within 2 s (sent without labels)",
+    ["resource"],
+    registry=REGISTRY,
+)
 ENRICH_CACHE_OBJECTS = Gauge(
     "k8sev_enrich_cache_objects",
     "Objects in the enrichment cache (bounded by K8SEV_ENRICH_CACHE_SIZE)",

@@ -16,6 +16,7 @@ grace period so the events about its deletion (often written after it is gone) a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import functools
 import logging
@@ -96,6 +97,11 @@ DEFAULT_RESOURCES = (
 DEFAULT_LABELS = ("app.kubernetes.io/*", "app", "k8s-app", "component")
 
 _NODES = Resource("", "v1", "nodes")
+
+#: Seconds an event may wait for its object's watch to catch up (:meth:`Enrichment.enrich`), and how
+#: long a resource whose watch did not is left out of such waits.
+HOLD = 2.0
+LATE_FOR = 60.0
 
 
 class LabelAllow:
@@ -201,6 +207,8 @@ class MetaItem:
     obj: dict[str, Any] | None = None
     ok: bool = True
     detail: str = ""
+    #: A status's resourceVersion: the watch holds everything up to it (the point it starts from).
+    resource_version: str = ""
 
 
 class MetadataWatcher:
@@ -363,7 +371,8 @@ class MetadataWatcher:
                 idle_timeout=self._idle_timeout,
             )
         )
-        self._status(True, "watching")
+        self._put(MetaItem("status", self.resource, self.generation, ok=True, detail="watching",
+                           resource_version=resource_version))  # fmt: skip
         try:
             for note in response.notifications():
                 if self._stop.is_set():
@@ -417,9 +426,38 @@ class MetadataCache:
         self._grace = grace
         self._allow = allow
         self._entries: LRUCache[str, Meta] = LRUCache(maxsize=max(1, size))
+        #: (group, plural) -> the newest resourceVersion of that resource the cache has taken in.
+        self._reached: dict[tuple[str, str], int] = {}
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def reached(self, resource: Resource, resource_version: str) -> None:
+        """The cache holds ``resource`` up to ``resource_version`` (an object's, or a watch's start)."""
+        if resource_version.isdigit():
+            key = (resource.group, resource.resource)
+            self._reached[key] = max(self._reached.get(key, 0), int(resource_version))
+
+    def behind(self, event: dict[str, Any]) -> Resource | None:
+        """The resource whose watch has not yet reached the version of ``event``'s object the event names.
+
+        An event and its object come on two streams: a Pod's ``Scheduled`` can arrive before the Pod
+        itself. etcd's revisions are one sequence, so an object version newer than what the cache took
+        in says the cache is late, not that the object is unknown. Kinds map to plurals as the default
+        resources do (``Pod`` -> ``pods``); an irregular plural is never waited for.
+        """
+        ref = event.get("involvedObject")
+        if not isinstance(ref, dict):
+            return None
+        kind, api_version, rv = ref.get("kind"), ref.get("apiVersion"), ref.get("resourceVersion")
+        if not (isinstance(kind, str) and isinstance(api_version, str) and isinstance(rv, str) and rv.isdigit()):
+            return None
+        group = api_version.rpartition("/")[0]
+        key = (group, kind.lower() + "s")
+        reached = self._reached.get(key)
+        if reached is None or int(rv) <= reached:
+            return None
+        return Resource(group, api_version.rpartition("/")[2], key[1])
 
     def apply(self, item: MetaItem) -> None:
         """An object seen (``upsert``) or gone (``delete``, kept for the grace period)."""
@@ -562,6 +600,10 @@ class Enrichment:
         self.cache = MetadataCache(clock, size=settings.cache_size, grace=settings.grace, allow=settings.labels)
         self.enricher = Enricher(self.cache, clock)
         self._wakeup = asyncio.Event()
+        # Set whenever take() applied something: an event waiting for its object looks again.
+        self._applied = asyncio.Event()
+        # Resources whose watch did not catch up within HOLD: their events are not held until then.
+        self._late_until: dict[str, float] = {}
         self.batches: Batches[MetaItem] = Batches(settings.queue, self._wake)
         self.watchers: list[MetadataWatcher] = []
         self._threads: list[Thread] = []
@@ -637,16 +679,46 @@ class Enrichment:
                 continue
             if item.kind == "status":
                 name = item.resource.name
+                self.cache.reached(item.resource, item.resource_version)
                 if self.status.get(name) != (item.ok, item.detail):
                     self.status[name] = (item.ok, item.detail)
                     metrics.ENRICH_WATCH_UP.labels(resource=name).set(1 if item.ok else 0)
                     changed = True
                 continue
             self.cache.apply(item)
+            if item.obj is not None:
+                self.cache.reached(item.resource, str((item.obj.get("metadata") or {}).get("resourceVersion") or ""))
             applied += 1
         if changed or applied:
             self._report()
+            self._applied.set()
         return applied
+
+    async def enrich(self, event: dict[str, Any]) -> dict[str, Any]:
+        """:attr:`enricher` on ``event``, after waiting (at most :data:`HOLD` seconds) for its object
+        when the cache has provably not caught up with it yet (:meth:`MetadataCache.behind`)."""
+        if self.cache.context(event) is None:
+            await self._catch_up(event)
+        return self.enricher(event)
+
+    async def _catch_up(self, event: dict[str, Any]) -> None:
+        resource = self.cache.behind(event)
+        if resource is None or not self.leading:
+            return
+        name = resource.name
+        now = self._loop.time()
+        if self.status.get(name, (False, ""))[0] is not True or self._late_until.get(name, 0.0) > now:
+            return  # its watch is down or lagging: holding events would only slow ingest down
+        deadline = now + HOLD
+        while self.cache.behind(event) is not None:
+            left = deadline - self._loop.time()
+            if left <= 0:
+                self._late_until[name] = self._loop.time() + LATE_FOR
+                metrics.ENRICH_HELD_TIMEOUTS.labels(resource=name).inc()
+                return
+            self._applied.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._applied.wait(), left)
 
     async def run(self) -> None:
         while True:

@@ -332,3 +332,68 @@ async def test_readiness_names_the_refused_kinds_and_stays_ready() -> None:
     assert metrics.ENRICH_WATCH_UP.labels(resource="pods")._value.get() == 1
     e.handle(Stopped(1, "lost"))
     assert "enrich" not in e.health.readiness.report()[1]
+
+
+def scheduled(uid: str, object_rv: str) -> dict[str, Any]:
+    event = event_about(uid)
+    event["involvedObject"] |= {"apiVersion": "v1", "resourceVersion": object_rv}
+    return event
+
+
+async def test_an_event_that_beats_its_object_into_the_cache_waits_for_it() -> None:
+    # The Pod's Scheduled event arrives on the event watch before the pod watch delivers the Pod.
+    e, _ = enrichment(asyncio.get_running_loop())
+    e.handle(Started(1, Checkpoint()))
+    g, stop = e.generation, e.watchers[0]._stop
+    e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching", resource_version="100"), stop)
+    e.take()
+    enriched = asyncio.ensure_future(e.enrich(scheduled("new", object_rv="105")))
+    await asyncio.sleep(0)
+    assert not enriched.done()  # the cache holds pods up to 100 only: the pod (105) is on its way
+    e.batches.put(MetaItem("upsert", PODS, g, obj("new", rv="105", labels={"app": "web"})), stop)
+    e.take()
+    done = await asyncio.wait_for(enriched, 1.0)
+    assert done[metadata.FIELD]["labels"] == ["app=web"]
+
+
+async def test_an_object_older_than_what_the_cache_holds_is_unknown_at_once() -> None:
+    # Deleted long ago (or never watched): no wait, the event goes on without the field.
+    e, _ = enrichment(asyncio.get_running_loop())
+    e.handle(Started(1, Checkpoint()))
+    g, stop = e.generation, e.watchers[0]._stop
+    e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching", resource_version="100"), stop)
+    e.take()
+    done = await asyncio.wait_for(e.enrich(scheduled("gone", object_rv="90")), 0.5)
+    assert metadata.FIELD not in done
+    # Kinds the cache does not watch, and events naming no object version, never wait either.
+    assert metadata.FIELD not in await asyncio.wait_for(e.enrich(event_about("x", kind="Widget")), 0.5)
+    assert metadata.FIELD not in await asyncio.wait_for(e.enrich(event_about("y")), 0.5)
+
+
+async def test_a_watch_that_does_not_catch_up_holds_one_event_at_most_hold_and_then_none() -> None:
+    e, _ = enrichment(asyncio.get_running_loop())
+    e.handle(Started(1, Checkpoint()))
+    g, stop = e.generation, e.watchers[0]._stop
+    e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching", resource_version="100"), stop)
+    e.take()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    before = metrics.ENRICH_HELD_TIMEOUTS.labels(resource="pods")._value.get()
+    first = await e.enrich(scheduled("late", object_rv="200"))
+    assert metadata.FIELD not in first and loop.time() - began >= metadata.HOLD * 0.9
+    assert metrics.ENRICH_HELD_TIMEOUTS.labels(resource="pods")._value.get() == before + 1
+    # The pods watch is now known to lag: the next events are not held.
+    began = loop.time()
+    await e.enrich(scheduled("later", object_rv="201"))
+    assert loop.time() - began < metadata.HOLD / 2
+
+
+async def test_a_watch_that_is_down_holds_nothing() -> None:
+    e, _ = enrichment(asyncio.get_running_loop())
+    e.handle(Started(1, Checkpoint()))
+    g, stop = e.generation, e.watchers[0]._stop
+    e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching", resource_version="100"), stop)
+    e.batches.put(MetaItem("status", PODS, g, ok=False, detail="connection: reset"), stop)
+    e.take()
+    done = await asyncio.wait_for(e.enrich(scheduled("new", object_rv="105")), 0.5)
+    assert metadata.FIELD not in done
