@@ -79,7 +79,10 @@ def expose(
         "metadata": {"name": name, "namespace": namespace, "labels": {"devstack/exposed": name}},
         "spec": {
             "automountServiceAccountToken": False,
-            # Never scheduled (no scheduler runs): the Pod only vouches for the address.
+            # Never scheduled, so never run: the Pod only vouches for the address. A scheduler that
+            # does not exist, since the stack's own would bind it to a kwok node as soon as one exists,
+            # and kwok would then give it a pod IP of its own, which the API server refuses to proxy to.
+            "schedulerName": "devstack-host-process",
             "containers": [{"name": "process", "image": "devstack.invalid/host-process"}],
         },
     }
