@@ -311,8 +311,9 @@ class MetadataWatcher:
         )
         return self._clock.wait(self._stop, delay)
 
-    def _status(self, ok: bool, detail: str) -> None:
-        self._put(MetaItem("status", self.resource, self.generation, ok=ok, detail=detail))
+    def _status(self, ok: bool, detail: str, resource_version: str = "") -> None:
+        self._put(MetaItem("status", self.resource, self.generation, ok=ok, detail=detail,
+                           resource_version=resource_version))  # fmt: skip
 
     def _put(self, item: MetaItem) -> None:
         self._out.put(item, self._stop)
@@ -371,8 +372,7 @@ class MetadataWatcher:
                 idle_timeout=self._idle_timeout,
             )
         )
-        self._put(MetaItem("status", self.resource, self.generation, ok=True, detail="watching",
-                           resource_version=resource_version))  # fmt: skip
+        self._status(True, "watching", resource_version)
         try:
             for note in response.notifications():
                 if self._stop.is_set():
@@ -463,6 +463,7 @@ class MetadataCache:
         """An object seen (``upsert``) or gone (``delete``, kept for the grace period)."""
         if item.obj is None:
             return
+        self.reached(item.resource, str((item.obj.get("metadata") or {}).get("resourceVersion") or ""))
         meta = to_meta(item.obj, self._allow)
         if meta is None:
             return
@@ -686,8 +687,6 @@ class Enrichment:
                     changed = True
                 continue
             self.cache.apply(item)
-            if item.obj is not None:
-                self.cache.reached(item.resource, str((item.obj.get("metadata") or {}).get("resourceVersion") or ""))
             applied += 1
         if changed or applied:
             self._report()

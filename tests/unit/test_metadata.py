@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -340,12 +341,18 @@ def scheduled(uid: str, object_rv: str) -> dict[str, Any]:
     return event
 
 
-async def test_an_event_that_beats_its_object_into_the_cache_waits_for_it() -> None:
-    # The Pod's Scheduled event arrives on the event watch before the pod watch delivers the Pod.
+def watching_pods_from_100() -> tuple[Enrichment, int, threading.Event]:
+    """A leader's enrichment whose pod watch streams from resourceVersion 100 (not yet taken in)."""
     e, _ = enrichment(asyncio.get_running_loop())
     e.handle(Started(1, Checkpoint()))
     g, stop = e.generation, e.watchers[0]._stop
     e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching", resource_version="100"), stop)
+    return e, g, stop
+
+
+async def test_an_event_that_beats_its_object_into_the_cache_waits_for_it() -> None:
+    # The Pod's Scheduled event arrives on the event watch before the pod watch delivers the Pod.
+    e, g, stop = watching_pods_from_100()
     e.take()
     enriched = asyncio.ensure_future(e.enrich(scheduled("new", object_rv="105")))
     await asyncio.sleep(0)
@@ -358,10 +365,7 @@ async def test_an_event_that_beats_its_object_into_the_cache_waits_for_it() -> N
 
 async def test_an_object_older_than_what_the_cache_holds_is_unknown_at_once() -> None:
     # Deleted long ago (or never watched): no wait, the event goes on without the field.
-    e, _ = enrichment(asyncio.get_running_loop())
-    e.handle(Started(1, Checkpoint()))
-    g, stop = e.generation, e.watchers[0]._stop
-    e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching", resource_version="100"), stop)
+    e, _, _ = watching_pods_from_100()
     e.take()
     done = await asyncio.wait_for(e.enrich(scheduled("gone", object_rv="90")), 0.5)
     assert metadata.FIELD not in done
@@ -371,10 +375,7 @@ async def test_an_object_older_than_what_the_cache_holds_is_unknown_at_once() ->
 
 
 async def test_a_watch_that_does_not_catch_up_holds_one_event_at_most_hold_and_then_none() -> None:
-    e, _ = enrichment(asyncio.get_running_loop())
-    e.handle(Started(1, Checkpoint()))
-    g, stop = e.generation, e.watchers[0]._stop
-    e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching", resource_version="100"), stop)
+    e, _, _ = watching_pods_from_100()
     e.take()
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -389,10 +390,7 @@ async def test_a_watch_that_does_not_catch_up_holds_one_event_at_most_hold_and_t
 
 
 async def test_a_watch_that_is_down_holds_nothing() -> None:
-    e, _ = enrichment(asyncio.get_running_loop())
-    e.handle(Started(1, Checkpoint()))
-    g, stop = e.generation, e.watchers[0]._stop
-    e.batches.put(MetaItem("status", PODS, g, ok=True, detail="watching", resource_version="100"), stop)
+    e, g, stop = watching_pods_from_100()
     e.batches.put(MetaItem("status", PODS, g, ok=False, detail="connection: reset"), stop)
     e.take()
     done = await asyncio.wait_for(e.enrich(scheduled("new", object_rv="105")), 0.5)
